@@ -1,0 +1,20 @@
+"""``synthesize``: the embedded default dataset (synthetic, RSNA layout). Owned by willis/synth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from willis.params import require
+
+
+@dataclass(frozen=True)
+class SynthesizeParams:
+    out: str = "data/synthetic"      # where the RSNA-layout folder is written
+    n_series: int = 360              # series in the dataset (one patient may own several)
+    positive_rate: float = 0.42      # fraction of series with at least one aneurysm
+    workers: int = 2                 # worker processes
+
+    def check(self) -> None:
+        require(self.n_series > 0, "synthesize.n_series", "must be > 0")
+        require(0.0 <= self.positive_rate <= 1.0, "synthesize.positive_rate", "must be in [0, 1]")
+        require(self.workers >= 1, "synthesize.workers", "must be >= 1")

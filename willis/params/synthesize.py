@@ -13,8 +13,12 @@ class SynthesizeParams:
     n_series: int = 360              # series in the dataset (one patient may own several)
     positive_rate: float = 0.42      # fraction of series with at least one aneurysm
     workers: int = 2                 # worker processes
+    broken_per_kind: int = 1         # deliberately broken series per breakage kind (see MANIFEST.json)
+    max_slices: int = 400            # cap on slices per series (thinner coverage steps above it)
 
     def check(self) -> None:
         require(self.n_series > 0, "synthesize.n_series", "must be > 0")
         require(0.0 <= self.positive_rate <= 1.0, "synthesize.positive_rate", "must be in [0, 1]")
         require(self.workers >= 1, "synthesize.workers", "must be >= 1")
+        require(self.broken_per_kind >= 0, "synthesize.broken_per_kind", "must be >= 0")
+        require(self.max_slices >= 16, "synthesize.max_slices", "must be >= 16")

@@ -1,0 +1,245 @@
+"""Stage ``decode_check``: a quick test decode per series and ``reports/decode_check.json``.
+
+For every series of the index: decode the first, middle and last kept frame (by position) plus a
+few frames the index set aside as inconsistent (is the file itself readable?), never stopping on a
+bad file. pydicom tries every installed decoder plugin for the transfer syntax (pydicom, pylibjpeg,
+gdcm); the report lists which ones were available.
+
+Status of a series:
+  * ``excluded``: no folder, no usable frame, every test decode of a kept frame failed, all frames
+    at one position, or the scan itself failed. Later stages skip it; its reasons stay here.
+  * ``partial``: usable, but some files/frames were set aside, a test decode failed, or the index
+    flagged the geometry (``geometry_flag``: a fallback was used, duplicate positions, irregular gaps).
+  * ``ok``: everything kept, decoded and with real geometry.
+
+Report (``cache: false``, JSON)::
+
+    {"series": {uid: {"status", "reasons": ["<kind>: <detail naming the file and error>", ...],
+                      "modality", "family", "split", "n_frames", "decoded", "in_csv", "has_folder"}},
+     "orphans": [uid...],   # folders absent from train.csv (indexed, never trained on)
+     "missing": [uid...],   # train.csv rows without a folder (always excluded)
+     "decoders": {transfer syntax: [available plugins]},
+     "totals": {"status": {status: n}, "reason": {kind: n series}},
+     "excluded_fraction": f, "max_excluded_fraction": f}
+
+Later stages: ``load_exclusions(report)`` (uid -> reasons of excluded series) and
+``usable_uids(report)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from willis.dicomio import DicomReadError, is_pixel_problem, read_frames
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("ok", "partial", "excluded")
+MAX_LISTED = 20            # per reason kind, files named in one series' reasons (then "... and N more")
+MAX_ASIDE_DECODES = 3      # set-aside frames test-decoded per series
+# geometry flags (willis.index / willis.dicomio) that make a series unusable; the rest are fallbacks
+EXCLUDING_FLAGS = {"positions_identical": "all frames at one position", "no_usable_frames": "no usable frame",
+                   "scan_failed": "the header scan failed"}
+
+# reason kinds (the part of each reason before ": "), counted in totals.reason
+K_NO_FOLDER, K_NOT_IN_CSV, K_UNREADABLE, K_SET_ASIDE = "no folder", "not in train.csv", "unreadable file", "set aside"
+K_DECODE, K_ASIDE_DECODE = "decode failed", "set-aside file decode failed"
+K_GEOMETRY, K_UNUSABLE = "geometry", "unusable"
+
+
+class DecodeCheckError(RuntimeError):
+    """Too many series excluded: the run fails, after the report is written."""
+
+
+def _listed(kind: str, lines: list[str]) -> list[str]:
+    out = [f"{kind}: {line}" for line in lines[:MAX_LISTED]]
+    if len(lines) > MAX_LISTED:
+        out.append(f"{kind}: ... and {len(lines) - MAX_LISTED} more")
+    return out
+
+
+def _decode(root: Path, row, check_shape: bool = True) -> str | None:
+    """Decode one frame; None when fine, else the error text naming the file (relative to root) and frame."""
+    try:
+        (arr,) = list(read_frames(root / row.path, [int(row.frame)], int(row.rows), int(row.cols), row.transfer_syntax,
+                                  check_shape=check_shape))
+    except DicomReadError as e:
+        return f"{row.path} frame {row.frame}: {e.reason}"
+    except Exception as e:  # a decoder bug must not stop the check: report it like any other failure
+        return f"{row.path} frame {row.frame}: {type(e).__name__}: {e}"
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        return f"{row.path} frame {row.frame}: non-finite pixel values"
+    return None
+
+
+def _decode_picks(root: Path, picks: pd.DataFrame) -> list[str]:
+    """Errors of the picked frames; frames of one file decode in one pass (one header parse of a
+    large Enhanced file), and only a failing file is retried frame by frame to name the bad frames."""
+    errors = []
+    for path, group in picks.groupby("path", sort=False):
+        rows = list(group.itertuples())
+        if len(rows) > 1:
+            r0 = rows[0]
+            try:
+                for _ in read_frames(root / path, [int(r.frame) for r in rows], int(r0.rows), int(r0.cols),
+                                     r0.transfer_syntax):
+                    pass
+                continue
+            except Exception:  # noqa: BLE001 - retried frame by frame below, where the error is reported
+                pass
+        errors += [e for e in (_decode(root, r) for r in rows) if e]
+    return errors
+
+
+def check_series(record, files: pd.DataFrame, root: str | Path) -> dict:
+    """Status and reasons of one scanned series (a series.parquet row or a ``scan_series`` record).
+
+    Returns ``{"status", "reasons", "n_frames", "decoded"}``; never raises on bad files.
+    """
+    root = Path(root)
+    reasons: list[str] = []
+    excluded = False
+    flags = [f for f in str(record.get("geometry_flag", "") or "").split(";") if f]
+    for f in flags:
+        name = f.split(":")[0]
+        if name in EXCLUDING_FLAGS:
+            excluded = True
+            reasons.append(f"{K_UNUSABLE}: {EXCLUDING_FLAGS[name]} ({f})")
+        else:
+            reasons.append(f"{K_GEOMETRY}: {f}")
+
+    aside = files[~files["keep"]]
+    unreadable = aside[aside["n_frames"] == 0]        # header could not be read: one row per file
+    readable = aside[aside["n_frames"] > 0]
+    reasons += _listed(K_UNREADABLE, [f"{r.path}: {r.set_aside_reason}" for r in unreadable.itertuples()])
+    by_file = readable.groupby(["path", "set_aside_reason"], sort=True).size()
+    reasons += _listed(K_SET_ASIDE, [f"{p} ({n} frame{'s' * (n > 1)}): {why}" for (p, why), n in by_file.items()])
+
+    kept = files[files["keep"]].sort_values("order")
+    n = len(kept)
+    decoded = 0
+    if n == 0:
+        excluded = True
+        if not any(r.startswith(K_UNUSABLE) for r in reasons):
+            reasons.append(f"{K_UNUSABLE}: no usable frame ({len(files)} file rows)")
+    else:
+        picks = kept.iloc[sorted({0, n // 2, n - 1})]
+        errors = _decode_picks(root, picks)
+        decoded = len(picks) - len(errors)
+        reasons += _listed(K_DECODE, errors)
+        if decoded == 0:
+            excluded = True
+            reasons.append(f"{K_UNUSABLE}: none of the {len(picks)} test-decoded frames decoded")
+        suspects = readable[[not is_pixel_problem(r) for r in readable["set_aside_reason"]]]
+        aside_picks = suspects.drop_duplicates("path").head(MAX_ASIDE_DECODES)
+        # set-aside frames may be colour or another shape: only "does it decode at all" is asked
+        aside_errors = (_decode(root, r, check_shape=False) for r in aside_picks.itertuples())
+        reasons += _listed(K_ASIDE_DECODE, [e for e in aside_errors if e])
+    status = "excluded" if excluded else ("partial" if reasons else "ok")
+    return {"status": status, "reasons": reasons, "n_frames": int(n), "decoded": int(decoded)}
+
+
+def _check_one(args) -> tuple[str, dict]:
+    record, files, root = args
+    uid = record["SeriesInstanceUID"]
+    try:
+        return uid, check_series(record, files, root)
+    except Exception as e:  # a bug on one series is reported as its exclusion, the run goes on
+        log.exception("series %s: decode check crashed", uid)
+        return uid, {"status": "excluded", "reasons": [f"{K_UNUSABLE}: decode check crashed: {type(e).__name__}: {e}"],
+                     "n_frames": int(record.get("n_frames", 0)), "decoded": 0}
+
+
+def _decoders(transfer_syntaxes) -> dict[str, list[str]]:
+    from pydicom.pixels import get_decoder
+
+    out = {}
+    for ts in sorted(set(transfer_syntaxes) - {""}):
+        try:
+            decoder = get_decoder(ts)
+            out[ts] = ["pydicom (native)"] if decoder.is_native else sorted(decoder.available_plugins)
+        except NotImplementedError:
+            out[ts] = []
+    return out
+
+
+def run_decode_check(index_dir: str | Path, root: str | Path, report_path: str | Path, metrics_path: str | Path,
+                     *, workers: int, max_excluded_fraction: float) -> dict:
+    """The ``decode_check`` stage: check every indexed series, write the report and metrics.
+
+    Raises DecodeCheckError (after writing both files) when the excluded fraction exceeds
+    ``max_excluded_fraction``.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm import tqdm
+
+    index_dir, root = Path(index_dir), Path(root)
+    series = pd.read_parquet(index_dir / "series.parquet")
+    files = pd.read_parquet(index_dir / "files.parquet")
+    groups = dict(tuple(files.groupby("SeriesInstanceUID", sort=False)))
+    empty = files.iloc[:0]
+    with_folder = series[series["has_folder"]]
+    jobs = [(r, groups.get(r["SeriesInstanceUID"], empty), root) for r in with_folder.to_dict("records")]
+    bar = dict(total=len(jobs), desc="decode_check", unit="series", mininterval=2.0)
+    if workers <= 1:
+        results = dict(_check_one(j) for j in tqdm(jobs, **bar))
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = dict(tqdm(pool.map(_check_one, jobs, chunksize=max(1, len(jobs) // (workers * 16))), **bar))
+
+    report_series = {}
+    for r in series.to_dict("records"):
+        uid = r["SeriesInstanceUID"]
+        res = results.get(uid) or {"status": "excluded", "n_frames": 0, "decoded": 0,
+                                   "reasons": [f"{K_NO_FOLDER}: train.csv row has no folder series/{uid}"]}
+        if not r["in_csv"]:
+            res["reasons"] = res["reasons"] + [f"{K_NOT_IN_CSV}: folder has no train.csv row: no labels, not trained on"]
+        report_series[uid] = {"status": res["status"], "reasons": res["reasons"], "modality": r["Modality"],
+                              "family": r["family"], "split": r["split"], "n_frames": res["n_frames"],
+                              "decoded": res["decoded"], "in_csv": bool(r["in_csv"]),
+                              "has_folder": bool(r["has_folder"])}
+    status = Counter(v["status"] for v in report_series.values())
+    kinds = Counter(k for v in report_series.values() for k in {x.split(":")[0] for x in v["reasons"]})
+    n = len(report_series)
+    frac = status["excluded"] / n if n else 0.0
+    report = {
+        "series": report_series,
+        "orphans": series.loc[~series["in_csv"], "SeriesInstanceUID"].tolist(),
+        "missing": series.loc[~series["has_folder"], "SeriesInstanceUID"].tolist(),
+        "decoders": _decoders(files["transfer_syntax"]),
+        "totals": {"status": {s: status[s] for s in STATUSES}, "reason": dict(sorted(kinds.items()))},
+        "excluded_fraction": frac, "max_excluded_fraction": max_excluded_fraction,
+    }
+    metrics = {**{s: status[s] for s in STATUSES}, "orphans": len(report["orphans"]),
+               "missing": len(report["missing"]), "excluded_fraction": round(frac, 6)}
+    for path, obj in ((report_path, report), (metrics_path, metrics)):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(obj, indent=1, sort_keys=False) + "\n")
+    log.info("decode_check: %s", metrics)
+    if frac > max_excluded_fraction:
+        raise DecodeCheckError(
+            f"{status['excluded']} of {n} series excluded ({frac:.1%}) > decode_check.max_excluded_fraction "
+            f"= {max_excluded_fraction:.1%}; reasons per series in {report_path}")
+    return metrics
+
+
+def load_exclusions(report_path: str | Path) -> dict[str, list[str]]:
+    """uid -> reasons, for every series the decode check excluded."""
+    rep = json.loads(Path(report_path).read_text())
+    return {u: list(v["reasons"]) for u, v in rep["series"].items() if v["status"] == "excluded"}
+
+
+excluded = load_exclusions  # the name docs/ARCHITECTURE.md uses
+
+
+def usable_uids(report_path: str | Path) -> set[str]:
+    """Series with status ok or partial (their reasons stay in the report)."""
+    rep = json.loads(Path(report_path).read_text())
+    return {u for u, v in rep["series"].items() if v["status"] != "excluded"}

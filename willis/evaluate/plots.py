@@ -1,0 +1,69 @@
+"""PNG figures for people: reliability diagrams (calibrate) and MIP thumbnails (evaluate).
+
+Matplotlib's non-interactive Agg backend only; figures are closed after saving so that a long
+loop of thumbnails does not accumulate memory. PNG metadata carries no timestamp, so reruns on
+the same data give the same bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from willis.evaluate.metrics import ECE_BINS, reliability_bins
+
+VIEWS = ("axial", "coronal", "sagittal")   # mip axis 0, see willis/projections/store.py
+PNG_META = {"Software": None}              # no matplotlib version in the file: stable bytes
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def reliability_diagram(path: str | Path, panels: dict, n_bins: int = ECE_BINS, title: str = "") -> None:
+    """One panel per entry of ``panels = {panel: {curve: (y, p)}}``: fraction positive vs mean p.
+
+    Marker area follows the bin's count; the diagonal is perfect calibration.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    for ax, (name, curves) in zip(axes[0], panels.items()):
+        ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls="--")
+        for curve, (y, p) in curves.items():
+            count, mean_p, frac = reliability_bins(y, p, n_bins)
+            used = count > 0
+            ax.plot(mean_p[used], frac[used], marker="o", lw=1.2, label=curve)
+            ax.scatter(mean_p[used], frac[used], s=8 + 120 * count[used] / count.sum(), alpha=0.3)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted probability",
+               ylabel="fraction positive", title=name)
+        ax.legend(loc="upper left", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80, metadata=PNG_META)
+    plt.close(fig)
+
+
+def mip_thumbnail(path: str | Path, mip: np.ndarray, caption: str) -> None:
+    """The three views of ``mip`` (3, C, S, S) in [0, 1] side by side, channel 0 (gray), one PNG."""
+    plt = _pyplot()
+    mip = np.asarray(mip)
+    if mip.ndim != 4 or mip.shape[0] != len(VIEWS):
+        raise ValueError(f"{path}: expected a MIP (3, C, S, S), got shape {mip.shape}")
+    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.9))
+    for ax, view, img in zip(axes, VIEWS, mip[:, 0]):  # (S, S) per view
+        ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.0)
+        ax.set_title(view, fontsize=8)
+        ax.axis("off")
+    fig.suptitle(caption, fontsize=7)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=70, metadata=PNG_META)
+    plt.close(fig)

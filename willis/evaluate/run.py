@@ -1,0 +1,276 @@
+"""The ``evaluate`` stage: calibrated test-split predictions, metrics, baseline, plots, report.
+
+The test split is held out: nothing here fits on it or tunes a threshold on it. Per family the
+model's test logits come from ``willis.train.infer.logits_for(model_dir, store, uids)``, go
+through the family's ``Calibration`` (fitted on validation), and are decided at its thresholds.
+Series that ``decode_check`` excluded are not evaluated but counted and listed with reasons; a
+series the model or the store cannot serve is listed the same way (``failures``), never dropped
+silently. With ``smoke`` only the ``smoke`` subset of each split is used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from willis.calibration import Calibration, frame_arrays
+from willis.evaluate.baseline import Baseline, readable, series_features
+from willis.evaluate.metrics import bootstrap_score, competition_score, summarize
+from willis.evaluate.report import STATUS_UNCHECKED, split_status_counts, write_metrics, write_summary
+from willis.labels import LABELS, PRESENT_INDEX
+
+log = logging.getLogger(__name__)
+
+PLOT_SUBDIRS = ("roc", "pr", "cm")  # under <live_dir>/plots/sklearn/, one JSON per label
+SERIES_COLUMNS = ("SeriesInstanceUID", "Modality", "family", "split", "smoke", *LABELS)
+
+
+@dataclass
+class Predictions:
+    """Evaluated test series, one row each; arrays are (N, 14) in LABELS order."""
+
+    frame: pd.DataFrame                                   # SeriesInstanceUID, Modality, family
+    Y: np.ndarray                                         # 0/1 truth (from the index)
+    P: np.ndarray                                         # calibrated, gated probabilities
+    pred: np.ndarray                                      # bool decisions at the family thresholds
+    B: np.ndarray                                         # baseline probabilities (NaN: no baseline)
+    failures: dict[str, str] = field(default_factory=dict)  # uid -> why it was not evaluated
+    notes: list[str] = field(default_factory=list)
+
+
+def decode_status(report_path: str | Path) -> dict[str, dict]:
+    """uid -> {"status", "reasons"} from ``reports/decode_check.json``."""
+    rep = json.loads(Path(report_path).read_text())
+    return {u: {"status": v.get("status", STATUS_UNCHECKED), "reasons": list(v.get("reasons", []))}
+            for u, v in rep.get("series", {}).items()}
+
+
+def load_series(index_path: str | Path, smoke: bool) -> pd.DataFrame:
+    """The index table (every split), restricted to the smoke subset when ``smoke``."""
+    df = pd.read_parquet(index_path)
+    missing = [c for c in SERIES_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{index_path}: missing column(s) {missing}")
+    return df[df["smoke"].astype(bool)] if smoke else df
+
+
+def _default_logits_fn():
+    from willis.train.infer import logits_for  # the training engineer's inference entry point
+
+    return logits_for
+
+
+def predict_family(family: str, test: pd.DataFrame, train: pd.DataFrame, models_dir: Path,
+                   store: Path, logits_fn: Callable, grid: int, c: float) -> Predictions:
+    """Model and baseline probabilities for one family's evaluable test series."""
+    cal = Calibration.load(models_dir / family / "calibration.json")
+    uids, failures = readable(store, test["SeriesInstanceUID"].tolist())
+    modalities = dict(zip(test["SeriesInstanceUID"], test["Modality"]))
+    logits = logits_fn(models_dir / family, store, uids, modalities=modalities)
+    got = set(logits["SeriesInstanceUID"])
+    failures.update({u: "no test logits from the model" for u in uids if u not in got})
+    rows = test[test["SeriesInstanceUID"].isin(got)]
+    # truth from the index (the source of truth); logits aligned to it by uid
+    logits = logits.set_index("SeriesInstanceUID").loc[rows["SeriesInstanceUID"]].reset_index()
+    Y = rows[list(LABELS)].to_numpy(dtype=int)
+    _, Z = frame_arrays(logits.assign(**{n: Y[:, j] for j, n in enumerate(LABELS)}),
+                        f"test logits of {models_dir / family}")
+    P = cal.apply(Z)  # (N, 14) calibrated, gated
+    B, notes = _baseline(family, rows, train, store, grid, c)
+    frame = rows[["SeriesInstanceUID", "Modality", "family"]].reset_index(drop=True)
+    return Predictions(frame, Y, P, cal.decide(P), B, failures, notes)
+
+
+def _baseline(family, test, train, store, grid, c):
+    """(N, 14) baseline probabilities for ``test`` rows (NaN rows where features are missing)."""
+    B = np.full((len(test), len(LABELS)), np.nan)
+    if train.empty or test.empty:
+        return B, [f"{family}: no baseline ({len(train)} train / {len(test)} test series)"]
+    Xtr, ok_tr, fail_tr = series_features(store, train["SeriesInstanceUID"], grid, f"baseline {family} train")
+    Ytr = train.set_index("SeriesInstanceUID").loc[ok_tr, list(LABELS)].to_numpy(dtype=int)
+    notes = [f"{family}: baseline trained on {len(ok_tr)} train series ({len(fail_tr)} unreadable)"]
+    if not ok_tr:
+        return B, notes
+    model = Baseline(c).fit(Xtr, Ytr)
+    if model.flags:
+        notes.append(f"{family}: baseline predicts a constant (single class in train) for "
+                     f"{len(model.flags)} label(s): {', '.join(model.flags)}")
+    Xte, ok_te, fail_te = series_features(store, test["SeriesInstanceUID"], grid, f"baseline {family} test")
+    notes += [f"{family}: baseline has no features for test series {u}: {why}" for u, why in fail_te.items()]
+    if ok_te:
+        pos = test.reset_index(drop=True).reset_index().set_index("SeriesInstanceUID").loc[ok_te, "index"]
+        B[pos.to_numpy()] = model.predict_proba(Xte)
+    return B, notes
+
+
+def _concat(parts: list[Predictions]) -> Predictions:
+    return Predictions(
+        pd.concat([p.frame for p in parts], ignore_index=True),
+        *(np.concatenate([getattr(p, a) for p in parts]) for a in ("Y", "P", "pred", "B")),
+        failures={k: v for p in parts for k, v in p.failures.items()},
+        notes=[n for p in parts for n in p.notes])
+
+
+def group_metrics(pr: Predictions, mask: np.ndarray, ece_bins: int, labels: bool) -> dict:
+    """Model metrics of the rows in ``mask`` plus the baseline's score on the same rows."""
+    m = summarize(pr.Y[mask], pr.P[mask], pr.pred[mask], ece_bins)
+    if not labels:  # a group's entry stays short: `dvc metrics diff` prints every leaf
+        m["ece"] = m["micro"]["ece"]
+        m["aucs"] = {k: v["roc_auc"] for k, v in m.pop("labels").items()}
+        del m["micro"], m["macro"]
+    both = mask & ~np.isnan(pr.B).any(axis=1)  # rows the baseline could score: compare on those only
+    base = competition_score(pr.Y[both], pr.B[both])["score"] if both.any() else None
+    model = competition_score(pr.Y[both], pr.P[both])["score"] if both.any() else None
+    m["baseline_score"] = base
+    m["above_baseline"] = None if model is None or base is None else model - base
+    return m
+
+
+def slug(name: str) -> str:
+    """File-name form of a label: ``Aneurysm Present`` -> ``aneurysm_present``."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def build_metrics(pr: Predictions, ece_bins: int, n_boot: int, seed: int) -> dict:
+    """The ``reports/metrics.json`` dict: score first, then families, modalities, labels, baseline."""
+    everything = np.ones(len(pr.frame), bool)
+    overall = group_metrics(pr, everything, ece_bins, labels=True)
+    fam = pr.frame["family"].to_numpy()
+    mod = pr.frame["Modality"].to_numpy()
+    both = ~np.isnan(pr.B).any(axis=1)
+    base = competition_score(pr.Y[both], pr.B[both]) if both.any() else {}
+    base.pop("aucs", None)
+    families = {f: group_metrics(pr, fam == f, ece_bins, labels=False) for f in sorted(set(fam))}
+    for f, g in families.items():  # the families are the models: each gets its own interval
+        g["ci95"] = bootstrap_score(pr.Y[fam == f], pr.P[fam == f], n_boot, seed)
+    return {
+        "score": overall["score"], "auc_present": overall["auc_present"],
+        "auc_locations_mean": overall["auc_locations_mean"],
+        "n_locations_used": overall["n_locations_used"], "n_series": overall["n_series"],
+        "ece": overall["micro"]["ece"],
+        "ci95": bootstrap_score(pr.Y, pr.P, n_boot, seed),
+        "families": families,
+        "modalities": {m: group_metrics(pr, mod == m, ece_bins, labels=False) for m in sorted(set(mod))},
+        "labels": overall["labels"], "micro": overall["micro"], "macro": overall["macro"],
+        "baseline": {**base, "n_series": int(both.sum()), "above_baseline": overall["above_baseline"],
+                     "above_baseline_ci95": bootstrap_score(pr.Y[both], pr.P[both], n_boot, seed, B=pr.B[both]),
+                     "families": {f: {"score": v["baseline_score"], "above_baseline": v["above_baseline"]}
+                                  for f, v in families.items()}},
+    }
+
+
+def log_plots(live_dir: str | Path, pr: Predictions) -> list[str]:
+    """ROC, PR and confusion matrix per label (test split, all families) through dvclive.
+
+    Labels without both classes get no ROC/PR file (the curve is undefined). Returns the names.
+    """
+    from dvclive import Live
+
+    names = []
+    with Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        for j, name in enumerate(LABELS):
+            y, p, d = pr.Y[:, j], pr.P[:, j], pr.pred[:, j].astype(int)
+            if 0 < y.sum() < len(y):
+                live.log_sklearn_plot("roc", y, p, name=f"roc/{slug(name)}.json", title=f"ROC: {name}")
+                live.log_sklearn_plot("precision_recall", y, p, name=f"pr/{slug(name)}.json",
+                                      title=f"Precision-recall: {name}")
+            live.log_sklearn_plot("confusion_matrix", y, d, name=f"cm/{slug(name)}.json",
+                                  title=f"Confusion at the calibrated threshold: {name}")
+            names.append(slug(name))
+    for sub in PLOT_SUBDIRS:  # declared DVC outputs: they must exist even when no label had a curve
+        (Path(live_dir) / "plots/sklearn" / sub).mkdir(parents=True, exist_ok=True)
+    # Live.end() always writes a summary file; nothing is logged as a metric here (metrics.json at
+    # the reports root is the DVC metric), so drop the empty, undeclared one it leaves behind.
+    summary = Path(live.metrics_file)
+    if summary.exists() and json.loads(summary.read_text() or "{}") == {}:
+        summary.unlink()
+    return names
+
+
+def worst_series(pr: Predictions, k: int) -> pd.DataFrame:
+    """The ``k`` series with the highest Aneurysm Present cross-entropy (most confidently wrong)."""
+    y, p = pr.Y[:, PRESENT_INDEX], np.clip(pr.P[:, PRESENT_INDEX], 1e-7, 1 - 1e-7)
+    loss = -(y * np.log(p) + (1 - y) * np.log1p(-p))  # (N,)
+    order = np.argsort(-loss, kind="stable")[:k]
+    out = pr.frame.iloc[order].copy()
+    out["truth"], out["p_present"], out["loss"] = y[order], pr.P[order, PRESENT_INDEX], loss[order]
+    return out.reset_index(drop=True)
+
+
+def write_thumbnails(worst: pd.DataFrame, projections: Path, out_dir: Path) -> list[str | None]:
+    """One MIP PNG per worst series (``out_dir/NN.png``); None where the projection is unreadable."""
+    from willis.evaluate.baseline import iter_mips
+    from willis.evaluate.plots import mip_thumbnail
+
+    shutil.rmtree(out_dir, ignore_errors=True)  # stale thumbnails of a previous run must not linger
+    out_dir.mkdir(parents=True)                  # a declared DVC output, even with worst_k = 0
+    paths = []
+    for i, r in worst.iterrows():
+        (_, mip, why), = iter_mips(projections / f"{r['family']}.zarr", [r["SeriesInstanceUID"]])
+        if mip is None:
+            log.warning("thumbnail %s: %s", r["SeriesInstanceUID"], why)
+            paths.append(None)
+            continue
+        path = out_dir / f"{i + 1:02d}.png"
+        mip_thumbnail(path, mip, f"{r['SeriesInstanceUID']} ({r['Modality']}): truth {r['truth']}, "
+                                 f"p(present) {r['p_present']:.3f}")
+        paths.append(str(path))
+    return paths
+
+
+def run_evaluate(params, *, index: str | Path, decode_report: str | Path, models: str | Path,
+                 projections: str | Path, metrics_out: str | Path, summary_out: str | Path,
+                 live_dir: str | Path, calibrate_reports: str | Path = "reports/calibrate",
+                 logits_fn: Callable | None = None) -> dict:
+    """The whole ``evaluate`` stage (``params``: the loaded ``willis.params.Params``). Returns metrics."""
+    ev, models, projections, live_dir = params.evaluate, Path(models), Path(projections), Path(live_dir)
+    logits_fn = logits_fn or _default_logits_fn()
+    series = load_series(index, params.smoke)
+    status = decode_status(decode_report)
+    is_excluded = series["SeriesInstanceUID"].map(lambda u: status.get(u, {}).get("status") == "excluded")
+    test_all = series[series["split"] == "test"]
+    excluded = {u: status[u]["reasons"] for u in test_all.loc[is_excluded[test_all.index], "SeriesInstanceUID"]}
+    test, train = test_all[~is_excluded[test_all.index]], series[(series["split"] == "train") & ~is_excluded]
+    log.info("evaluate: %d test series (%d excluded by decode_check), smoke=%s",
+             len(test), len(excluded), params.smoke)
+
+    parts, notes = [], []
+    for fam in params.families:
+        t, tr = test[test["family"] == fam], train[train["family"] == fam]
+        if t.empty:
+            notes.append(f"{fam}: no evaluable test series")
+            continue
+        parts.append(predict_family(fam, t, tr, models, projections / f"{fam}.zarr", logits_fn,
+                                    ev.baseline_grid, ev.baseline_c))
+    if not parts or sum(len(p.frame) for p in parts) == 0:
+        raise ValueError(f"{index}: no test series could be evaluated (families {list(params.families)}, "
+                         f"smoke={params.smoke}, {len(excluded)} excluded)")
+    pr = _concat(parts)
+    notes = pr.notes + notes
+
+    metrics = build_metrics(pr, ev.ece_bins, ev.bootstrap, params.seed)
+    metrics["counts"] = {"test_evaluated": len(pr.frame), "test_excluded": len(excluded),
+                         "test_failed": len(pr.failures), "train_for_baseline": len(train)}
+    write_metrics(metrics_out, metrics)
+
+    log_plots(live_dir, pr)
+    worst = worst_series(pr, ev.worst_k)
+    thumbs = write_thumbnails(worst, projections, live_dir / "worst")
+    plot_dirs = dict(zip(("ROC curves", "precision-recall curves", "confusion matrices at the calibrated thresholds"),
+                         (live_dir / "plots/sklearn" / sub for sub in PLOT_SUBDIRS)))
+    for fam in params.families:
+        plot_dirs[f"{fam} validation reliability diagram"] = Path(calibrate_reports) / f"{fam}_reliability.png"
+    write_summary(summary_out, metrics, smoke=params.smoke, counts=split_status_counts(series, status),
+                  excluded=excluded, failures=pr.failures, worst=worst, thumbs=thumbs,
+                  plot_dirs=plot_dirs, notes=notes)
+    log.info("evaluate: score %s (baseline %s) on %d series", metrics["score"],
+             metrics["baseline"].get("score"), len(pr.frame))
+    return metrics

@@ -1,0 +1,36 @@
+"""The origin notebook's baseline: three MIP views through one shared 2D CNN, fused, 14 logits.
+
+The views (axial, coronal, sagittal) share the backbone's weights, each gets a learned view
+offset, and their embeddings are concatenated in that fixed order (late fusion). The model has
+no instance attention; to keep one forward contract it returns uniform weights 1/K over the
+instances, which it never reads (so the instance array may be a (B, 0, ...) placeholder).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from willis.labels import LOCATIONS
+from willis.models.backbone import LabelHeads, make_backbone
+
+N_VIEWS = 3  # axial, coronal, sagittal
+
+
+class MipCNN(nn.Module):
+    def __init__(self, in_channels: int, n_modalities: int, backbone: str = "compact", width: int = 16,
+                 embed_dim: int = 64, modality_dim: int = 8, dropout: float = 0.1,
+                 backbone_weights: str | None = None,
+                 input_size: int | None = None):
+        super().__init__()
+        self.backbone = make_backbone(backbone, in_channels, width, embed_dim, backbone_weights, input_size)
+        self.view_embed = nn.Parameter(torch.zeros(N_VIEWS, embed_dim))
+        self.heads = LabelHeads(N_VIEWS * embed_dim, n_modalities, modality_dim, len(LOCATIONS), dropout)
+
+    def forward(self, mip: torch.Tensor, instances: torch.Tensor, modality_id: torch.Tensor) -> dict:
+        b = mip.shape[0]
+        m = self.backbone(mip.flatten(0, 1)).view(b, N_VIEWS, -1) + self.view_embed  # (B, 3, D)
+        logits = self.heads(m.flatten(1), modality_id)                                # (B, 14)
+        k = instances.shape[1]
+        attn = torch.full((b, k), 1.0 / max(k, 1), device=mip.device, dtype=logits.dtype)
+        return {"logits": logits, "attention": attn}

@@ -1,0 +1,7 @@
+"""``python -m willis.predict``: see ``willis.predict.cli``."""
+
+import sys
+
+from willis.predict.cli import main
+
+sys.exit(main())

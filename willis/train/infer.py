@@ -1,0 +1,154 @@
+"""Logits from a trained checkpoint: batched over a store (evaluate) or one in-memory series (predict).
+
+The logits table is the contract ``calibrate`` and ``evaluate`` read (``validate_logits_frame``):
+
+    SeriesInstanceUID str, Modality str, [the 14 LABELS as int 0/1: truth, only when known],
+    logit::<label> float32 for each of the 14 LABELS (raw, uncalibrated)
+
+    >>> df = logits_for("models/ct", "data/projections/ct.zarr", uids)
+    >>> z = infer_arrays(model, meta, mip, instances, "MRA")    # (14,) for one series
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from willis.labels import LABELS
+from willis.models.checkpoint import load_model
+from willis.projections.store import StoreError, load_family, open_store
+
+LOGIT_PREFIX = "logit::"
+LOGIT_COLUMNS = [LOGIT_PREFIX + name for name in LABELS]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> the first CUDA device when there is one, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (no loss scaling needed, unlike fp16); plain fp32 on CPU (deterministic)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict_batches(model: torch.nn.Module, batch_iter) -> tuple[np.ndarray, np.ndarray]:
+    """Run an eval-mode model over device batches (``willis.train.data.batches``).
+
+    Returns logits (N, 14) float32 and attention (N, K) float32 in the batches' order."""
+    was_training = model.training
+    model.eval()
+    logits, attn = [], []
+    for b in batch_iter:
+        with autocast(b["mip"].device):
+            out = model(b["mip"], b["instances"], b["modality_id"])
+        logits.append(out["logits"].float().cpu().numpy())
+        attn.append(out["attention"].float().cpu().numpy())
+    model.train(was_training)
+    if not logits:
+        return np.zeros((0, len(LABELS)), np.float32), np.zeros((0, 0), np.float32)
+    return np.concatenate(logits), np.concatenate(attn)
+
+
+def logits_frame(uids: Sequence[str], modality: Sequence[str], logits: np.ndarray,
+                 y: np.ndarray | None = None) -> pd.DataFrame:
+    """The logits table (module docstring); ``y`` (N, 14) 0/1 adds the truth columns."""
+    df = pd.DataFrame({"SeriesInstanceUID": list(uids), "Modality": list(modality)})
+    if y is not None:
+        for j, name in enumerate(LABELS):
+            df[name] = np.asarray(y[:, j]).astype(np.int64)
+    for j, col in enumerate(LOGIT_COLUMNS):
+        df[col] = np.asarray(logits[:, j], dtype=np.float32)
+    validate_logits_frame(df, with_truth=y is not None)
+    return df
+
+
+def validate_logits_frame(df: pd.DataFrame, with_truth: bool) -> None:
+    want = ["SeriesInstanceUID", "Modality"] + (list(LABELS) if with_truth else []) + LOGIT_COLUMNS
+    if list(df.columns) != want:
+        raise ValueError(f"logits table columns {list(df.columns)} != {want}")
+    if df["SeriesInstanceUID"].duplicated().any():
+        raise ValueError("logits table: duplicate SeriesInstanceUID")
+    if not np.isfinite(df[LOGIT_COLUMNS].to_numpy()).all():
+        bad = df.loc[~np.isfinite(df[LOGIT_COLUMNS].to_numpy()).all(axis=1), "SeriesInstanceUID"].iloc[0]
+        raise ValueError(f"logits table: non-finite logit for series {bad}")
+
+
+def _modality_ids(meta: dict, modality: Sequence[str], uids: Sequence[str]) -> np.ndarray:
+    vocab = meta["modalities"]
+    bad = [(u, m) for u, m in zip(uids, modality) if m not in vocab]
+    if bad:
+        raise ValueError(f"series {bad[0][0]}: sub-modality {bad[0][1]!r} not in the model's vocabulary {vocab}")
+    return np.array([vocab.index(m) for m in modality], dtype=np.int64)
+
+
+def _check_geometry(meta: dict, channels: Sequence[str], mip_shape: tuple, where: str) -> None:
+    c, s = len(meta["channels"]), int(meta["size"])
+    if list(channels) != list(meta["channels"]) or tuple(mip_shape[-3:]) != (c, s, s):
+        raise ValueError(f"{where}: projections {list(channels)} {tuple(mip_shape[-3:])} do not match the "
+                         f"model's {meta['channels']} ({c}, {s}, {s}); re-run project with the training params")
+
+
+def logits_for(model_dir: str | Path, store_path: str | Path, uids: Sequence[str], batch_size: int = 32,
+               modalities: Mapping[str, str] | None = None, device: str = "auto") -> pd.DataFrame:
+    """Raw logits of the checkpoint in ``model_dir`` for ``uids`` of a projection store.
+
+    The sub-modality of each series comes from ``modalities`` when given, else from the store's
+    per-series attrs (``series[uid]["modality"]``). Columns: the logits table without truth.
+    """
+    dev = resolve_device(device)
+    model, meta = load_model(model_dir, dev)
+    uids = list(uids)
+    attrs = open_store(store_path).attrs.asdict()
+    if modalities is None:
+        try:
+            modality = [attrs["series"][u]["modality"] for u in uids]
+        except KeyError as e:
+            raise StoreError(f"{store_path}: no sub-modality for series {e.args[0]}; pass modalities=") from None
+    else:
+        modality = [modalities[u] for u in uids]
+    _check_geometry(meta, attrs["channels"], (len(attrs["channels"]), attrs["size"], attrs["size"]),
+                    str(store_path))
+    ids = _modality_ids(meta, modality, uids)
+    out = []
+    for i in range(0, len(uids), batch_size):  # bounded memory: one batch of uint8 rows at a time
+        arr = load_family(store_path, uids[i:i + batch_size])
+        with torch.no_grad(), autocast(dev):
+            res = model(torch.from_numpy(arr.mip).to(dev).float().div_(255.0),
+                        torch.from_numpy(arr.instances).to(dev).float().div_(255.0),
+                        torch.from_numpy(ids[i:i + batch_size]).to(dev))
+        out.append(res["logits"].float().cpu().numpy())
+    logits = np.concatenate(out) if out else np.zeros((0, len(LABELS)), np.float32)
+    return logits_frame(uids, modality, logits)
+
+
+@torch.no_grad()
+def infer_arrays(model: torch.nn.Module, meta: dict, mip: np.ndarray, instances: np.ndarray,
+                 modality: str) -> np.ndarray:
+    """Logits (14,) of one series held in memory.
+
+    ``mip`` (3, C, S, S) and ``instances`` (K, C, S, S), uint8 (0-255) or float in [0, 1], as
+    ``willis.projections`` makes them; ``modality`` a CSV sub-modality (CTA, MRA, MRI T2, ...).
+    """
+    _check_geometry(meta, meta["channels"], mip.shape, "infer_arrays")
+    dev = next(model.parameters()).device
+    ids = torch.from_numpy(_modality_ids(meta, [modality], ["<in-memory series>"])).to(dev)
+
+    def as_float(a):
+        t = torch.from_numpy(np.ascontiguousarray(a))[None].to(dev)
+        return t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
+
+    model.eval()
+    with autocast(dev):
+        out = model(as_float(mip), as_float(instances), ids)
+    return out["logits"][0].float().cpu().numpy()

@@ -1,0 +1,35 @@
+"""The competition's weighted score, as used for early stopping and the training logs.
+
+``score = 0.5 * AUC(Aneurysm Present) + 0.5 * mean(AUC of the 13 locations)`` (Present weight 13,
+each location 1). A label whose validation column has no positive (or no negative) has no AUC: it
+is left out of the location mean, never counted as 0.5. If Present itself has no AUC the score is
+the location mean alone (and vice versa); with neither it is NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from willis.labels import LABELS, PRESENT_INDEX
+
+
+def per_label_auc(y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """ROC-AUC per label column of y (N, 14) 0/1 and scores (N, 14); NaN where a class is absent."""
+    y = np.asarray(y)
+    out = {}
+    for j, name in enumerate(LABELS):
+        col = y[:, j]
+        out[name] = float(roc_auc_score(col, scores[:, j])) if 0 < col.sum() < len(col) else float("nan")
+    return out
+
+
+def weighted_score(y: np.ndarray, scores: np.ndarray) -> tuple[float, dict[str, float]]:
+    """(score, per-label AUC) for y (N, 14) 0/1 and any monotone scores (logits or probabilities)."""
+    auc = per_label_auc(y, scores)
+    present = auc[LABELS[PRESENT_INDEX]]
+    locs = [v for k, v in auc.items() if k != LABELS[PRESENT_INDEX] and not np.isnan(v)]
+    loc_mean = float(np.mean(locs)) if locs else float("nan")
+    parts = [v for v in (present, loc_mean) if not np.isnan(v)]
+    score = float(np.mean(parts)) if parts else float("nan")
+    return score, auc

@@ -12,7 +12,7 @@ one run, each repeated and reported as the median:
 
     python benchmarks/bench_loader.py                          # synthetic store in a temp dir
     python benchmarks/bench_loader.py --store data/projections/mr.zarr --index data/index --family mr
-    python benchmarks/bench_loader.py --device cuda --batch-size 32 --input-size 128
+    python benchmarks/bench_loader.py --device cuda --batch-size 32 --input-size 0   # full S
 
 Goal on a GPU: ratio >= 0.9 for ``ram`` (and ideally ``zarr``).
 """
@@ -37,7 +37,8 @@ from willis.labels import LABELS  # noqa: E402
 from willis.models.checkpoint import arch_from_params, build_model  # noqa: E402
 from willis.params.train import TrainParams  # noqa: E402
 from willis.train.augment import augment  # noqa: E402
-from willis.train.data import BatchSource, batches, load_family_data  # noqa: E402
+from willis.train.data import load_family_data  # noqa: E402
+from willis.train.loader import BatchSource, batches  # noqa: E402
 from willis.train.infer import autocast, resolve_device  # noqa: E402
 from willis.train.losses import make_loss  # noqa: E402
 
@@ -77,7 +78,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="training steps per timed pass")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--width", type=int, default=16)
-    ap.add_argument("--input-size", type=int, default=64)
+    ap.add_argument("--input-size", type=int, default=64, help="model input size; 0: the store's S")
     ap.add_argument("--device", default="auto", help="auto: CUDA when available")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -98,7 +99,7 @@ def main() -> None:
     ram = load_family_data(args.family, store, index, ram_limit_gb=1e9)
     bulk_s = time.perf_counter() - t
     stream = load_family_data(args.family, store, index, ram_limit_gb=0.0)
-    p = TrainParams(width=args.width, input_size=args.input_size, batch_size=args.batch_size)
+    p = TrainParams(width=args.width, input_size=args.input_size or None, batch_size=args.batch_size)
     torch.manual_seed(0)
     model = build_model(arch_from_params(p, len(ram.channels), len(ram.vocab))).to(device)
     if device.type == "cuda":

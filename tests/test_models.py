@@ -12,7 +12,7 @@ from willis.models.mil import AttentionMIL
 from willis.models.mip_cnn import MipCNN
 from willis.params.train import TrainParams
 
-B, K, C, S = 3, 5, 2, 32
+B, K, C, S = 3, 5, 2, 32  # tiny shapes; input_size=None: no resize
 
 
 def _inputs(seed=0, k=K):
@@ -92,3 +92,12 @@ def test_meta_label_order_is_checked(tmp_path):
             "channels": ["a", "b"], "size": S, "instances": K, "params": {}, "data_hash": "x", "prior": {}}
     with pytest.raises(ValueError, match="label order"):
         save_model(tmp_path, build_model(arch), meta)
+
+
+def test_resize_is_area_mean_and_never_upsamples():
+    from willis.models.backbone import resize
+
+    x = torch.rand(2, 3, 16, 16)
+    ref = x.numpy().reshape(2, 3, 8, 2, 8, 2).mean(axis=(3, 5))  # 2 x 2 block means
+    torch.testing.assert_close(resize(x, 8), torch.from_numpy(ref))
+    assert resize(x, 32) is x and resize(x, None) is x

@@ -7,7 +7,8 @@ import torch
 
 from train_fixtures import build_family
 from willis.labels import LABELS
-from willis.train.data import BatchSource, batches, load_family_data
+from willis.train.data import load_family_data
+from willis.train.loader import BatchSource, batches
 
 
 @pytest.fixture(scope="module")

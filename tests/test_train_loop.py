@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _params(family, **over):
     p = load(ROOT / "params.yaml")
     tp = dataclasses.replace(getattr(p.train, family), epochs=2, batch_size=4, width=4, embed_dim=16,
-                             attn_dim=8, threads=1, device="cpu", **over)
+                             attn_dim=8, threads=1, device="cpu", input_size=None, **over)
     return dataclasses.replace(p, smoke=False, seed=7, train=dataclasses.replace(p.train, **{family: tp}))
 
 

@@ -33,11 +33,11 @@ def _conv_bn(c_in: int, c_out: int, stride: int) -> nn.Sequential:
 
 
 def resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
-    """Area-downsample (N, C, S, S) to (N, C, size, size); None or S: unchanged.
+    """Area-downsample (N, C, S, S) to (N, C, size, size); None or size >= S: unchanged (never upsamples).
 
     Area averaging keeps a small bright spot's mass (a 2-pixel aneurysm fades but does not
     vanish, as it could with nearest/strided sampling)."""
-    if size is None or x.shape[-1] == size:
+    if size is None or x.shape[-1] <= size:
         return x
     return nn.functional.adaptive_avg_pool2d(x, size)
 

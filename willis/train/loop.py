@@ -31,11 +31,12 @@ from willis.labels import LABELS
 from willis.models.checkpoint import arch_from_params, build_model, save_model
 from willis.train import distributed
 from willis.train.augment import augment
-from willis.train.data import BatchSource, FamilyData, batches, load_family_data
+from willis.train.data import FamilyData, load_family_data
+from willis.train.loader import BatchSource, batches
 from willis.train.infer import autocast, logits_frame, predict_batches, resolve_device
 from willis.train.losses import attention_loss, make_loss, pos_weight_from
 from willis.train.sampler import epoch_indices, series_weights
-from willis.train.score import weighted_score
+from willis.train.score import score_parts, weighted_score
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +87,18 @@ def _train_epoch(model, source, order, p, loss_fn, opt, sched, gen_aug, device, 
     return mean
 
 
-def _validate(model, source, va, batch_size, device, y) -> tuple[float, dict, np.ndarray]:
-    logits, _ = predict_batches(model, batches(source, va, 2 * batch_size, device))
+def _validate(model, source, va, batch_size, device, y) -> tuple[float, dict, np.ndarray, float]:
+    """(weighted score, per-label AUC, logits (n, 14), attention mass on the localizer instances).
+
+    The last is the mean, over validation series with a localizer target, of the attention the
+    model puts on the instances that hold the aneurysm (uniform attention scores 1/K)."""
+    logits, attn = predict_batches(model, batches(source, va, 2 * batch_size, device))
     score, auc = weighted_score(y, logits)
-    return score, auc, logits
+    d = source.data
+    mask = d.attn_mask[va]
+    on_target = float((attn[mask] * (d.attn_target[va][mask] > 0)).sum(axis=1).mean()) if mask.any() \
+        and attn.shape[1] == d.attn_target.shape[1] else float("nan")
+    return score, auc, logits, on_target
 
 
 def _finite_or_none(v: float):
@@ -162,10 +171,15 @@ def train_family(params, family: str, store_path: str | Path, index_dir: str | P
                 loss = _train_epoch(trained, source, order, p, loss_fn, opt, sched, gen_aug, device,
                                     desc=f"train {family} {epoch + 1}/{epochs}")
                 distributed.sync_buffers(trained, info)
-                score, auc, logits = _validate(model, source, va, p.batch_size, device, data.y[va])
-                history.append({"epoch": epoch, "loss": loss, "score": score})
+                score, auc, logits, on_target = _validate(model, source, va, p.batch_size, device, data.y[va])
+                present, locations = score_parts(auc)
+                history.append({"epoch": epoch, "loss": loss, "score": score, "auc_present": present,
+                                "auc_locations": locations, "attention_on_target": on_target})
+                if np.isfinite(on_target):
+                    live.log_metric("val/attention_on_target", on_target)
                 live.log_metric("train/loss", loss)
-                live.log_metric("val/score", score if np.isfinite(score) else 0.0)
+                if np.isfinite(score):  # undefined (no positives in val) is not logged as a number
+                    live.log_metric("val/score", score)
                 for name, v in auc.items():
                     if np.isfinite(v):  # a label without positives in val has no AUC: not logged as 0.5
                         live.log_metric(f"val/auc/{_slug(name)}", v)

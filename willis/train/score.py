@@ -24,12 +24,17 @@ def per_label_auc(y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     return out
 
 
+def score_parts(auc: dict[str, float]) -> tuple[float, float]:
+    """(AUC of Aneurysm Present, mean AUC of the locations that have one); NaN where undefined."""
+    present = auc[LABELS[PRESENT_INDEX]]
+    locs = [v for k, v in auc.items() if k != LABELS[PRESENT_INDEX] and not np.isnan(v)]
+    return present, (float(np.mean(locs)) if locs else float("nan"))
+
+
 def weighted_score(y: np.ndarray, scores: np.ndarray) -> tuple[float, dict[str, float]]:
     """(score, per-label AUC) for y (N, 14) 0/1 and any monotone scores (logits or probabilities)."""
     auc = per_label_auc(y, scores)
-    present = auc[LABELS[PRESENT_INDEX]]
-    locs = [v for k, v in auc.items() if k != LABELS[PRESENT_INDEX] and not np.isnan(v)]
-    loc_mean = float(np.mean(locs)) if locs else float("nan")
+    present, loc_mean = score_parts(auc)
     parts = [v for v in (present, loc_mean) if not np.isnan(v)]
     score = float(np.mean(parts)) if parts else float("nan")
     return score, auc

@@ -110,17 +110,21 @@ def main() -> None:
     n_rows = args.steps * args.batch_size
     idx = np.random.default_rng(0).choice(len(ram.uids), size=n_rows, replace=n_rows > len(ram.uids))
     src_ram, src_zarr = BatchSource(ram), BatchSource(stream)
+    src_gpu = BatchSource(ram, device=device)  # the default on a GPU: uint8 family resident there
     in_memory = list(batches(src_ram, idx, args.batch_size, device, prefetch=False))  # the same batches
 
     run_steps(model, opt, loss_fn, p, iter(in_memory), device, gen)  # warm-up (allocator, kernels)
-    rates = {"memory": [], "ram": [], "zarr": []}
+    rates = {"memory": [], "ram": [], "zarr": [], "resident": []}
     for _ in range(args.repeats):  # interleaved, so drifting machine load hits all three alike
         rates["memory"].append(run_steps(model, opt, loss_fn, p, iter(in_memory), device, gen))
         rates["ram"].append(run_steps(model, opt, loss_fn, p, batches(src_ram, idx, args.batch_size, device),
                                       device, gen))
         rates["zarr"].append(run_steps(model, opt, loss_fn, p, batches(src_zarr, idx, args.batch_size, device),
                                        device, gen))
-    med = {k: statistics.median(v) for k, v in rates.items()}
+        if src_gpu.resident is not None:
+            rates["resident"].append(run_steps(model, opt, loss_fn, p,
+                                               batches(src_gpu, idx, args.batch_size, device), device, gen))
+    med = {k: statistics.median(v) for k, v in rates.items() if v}
     steps_per_epoch = max(1, len(ram.uids) // args.batch_size)
     ram_amortised = steps_per_epoch / (steps_per_epoch / med["ram"] + bulk_s)
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
@@ -133,6 +137,8 @@ def main() -> None:
     print(f"ratio ram (bulk read amortised over one {steps_per_epoch}-step epoch) / memory = "
           f"{ram_amortised / med['memory']:.3f}")
     print(f"ratio zarr / memory = {med['zarr'] / med['memory']:.3f}")
+    if "resident" in med:
+        print(f"ratio gpu-resident (the default on a GPU) / memory = {med['resident'] / med['memory']:.3f}")
     if tmp is not None:
         tmp.cleanup()
 

@@ -60,3 +60,20 @@ def test_smoke_subset_and_zarr_rows_equal_ram_rows(fam):
     assert got[0]["instances"].dtype == torch.float32
     no_inst = BatchSource(d, need_instances=False).rows(idx)[1]
     assert no_inst.shape == (3, 0) + d.mip.shape[2:]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the GPU-resident loader)")
+def test_gpu_resident_batches_equal_host_batches(fam):
+    d = load_family_data("mr", fam["store"], fam["index"])
+    dev = torch.device("cuda")
+    resident = BatchSource(d, device=dev)
+    assert resident.resident is not None
+    idx = np.array([3, 0, 2])
+    for a, b in zip(batches(resident, idx, 2, dev), batches(BatchSource(d), idx, 2, dev)):
+        torch.testing.assert_close(a["mip"], b["mip"])
+        torch.testing.assert_close(a["instances"], b["instances"])
+
+
+def test_cpu_device_never_goes_resident(fam):
+    d = load_family_data("mr", fam["store"], fam["index"])
+    assert BatchSource(d, device=torch.device("cpu")).resident is None

@@ -148,7 +148,7 @@ def train_family(params, family: str, store_path: str | Path, index_dir: str | P
         if device.type == "cuda":  # channels-last weights: the fast conv layout for bf16 on tensor cores
             model = model.to(memory_format=torch.channels_last)
         trained = distributed.wrap(model, info, device)  # DDP when under torchrun, else the model itself
-        source = BatchSource(data, need_instances=p.model == "mil")
+        source = BatchSource(data, need_instances=p.model == "mil", device=device)
         loss_fn = make_loss(p, pos_weight_from(data.y[tr], p.max_pos_weight), len(LABELS)).to(device)
         opt = torch.optim.AdamW(trained.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         steps = math.ceil(len(distributed.shard(tr, info)) / p.batch_size)

@@ -92,3 +92,30 @@ def test_evaluate_knob_reruns_only_evaluate(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(_run(["dvc", "status", "--json"], repo).stdout)
     assert set(status) == {"evaluate"}, status
+
+
+# What each planted breakage must look like in reports/decode_check.json.
+EXPECTED = {
+    "missing_folder": ("excluded", "no folder"),
+    "mixed_shapes": ("partial", "set aside"),
+    "no_pixel_data": ("partial", "no Pixel Data"),
+    "truncated_file": ("partial", "truncated"),
+    "stray_file": ("partial", "not a DICOM file"),
+}
+
+
+def test_every_planted_breakage_is_reported_and_good_series_are_ok(repo):
+    manifest = json.loads((repo / "data" / "synthetic" / "MANIFEST.json").read_text())
+    report = json.loads((repo / "reports" / "decode_check.json").read_text())
+    broken = {b["series_uid"]: b["kind"] for b in manifest["broken"]}
+    assert set(broken.values()) >= set(EXPECTED) | {"not_in_csv"}
+    for uid, kind in broken.items():
+        if kind == "not_in_csv":
+            assert uid in report["orphans"]
+            continue
+        status, reason = EXPECTED[kind]
+        entry = report["series"][uid]
+        assert entry["status"] == status, (kind, entry)
+        assert any(reason in r for r in entry["reasons"]), (kind, entry["reasons"])
+    good = {u: v["status"] for u, v in report["series"].items() if u not in broken}
+    assert set(good.values()) == {"ok"}, {u: s for u, s in good.items() if s != "ok"}

@@ -272,3 +272,33 @@ def test_stage_cli_writes_a_tiny_dataset(tmp_path):
     manifest = json.loads((out / "MANIFEST.json").read_text())
     assert manifest["skipped"] is False and manifest["counts"]["csv_rows"] == 2
     assert tuple(_rows(out / "train.csv")[0]) == CSV_COLUMNS
+
+
+def test_max_matrix_caps_the_matrix_and_keeps_the_field_of_view():
+    """``max_matrix`` coarsens the pixels (longer side = the cap, aspect kept) over the same coverage."""
+    plans = [p for p in plan_dataset(200, 0.4, SEED, broken_per_kind=0) if p.matrix[1] > 128]
+    assert plans, "the plan mix must contain matrices above 128"
+    for p in plans[:5]:
+        anat = A.sample_anatomy(np.random.default_rng([SEED, ANATOMY_STREAM, p.index]), p.center_offset)
+        full, capped = acquisition_geometry(p, anat, 400), acquisition_geometry(p, anat, 400, max_matrix=128)
+        rows, cols = capped.shape[1:]
+        assert cols == 128 and rows == int(p.matrix[0] * 128 / p.matrix[1]) // 2 * 2
+        assert capped.shape[0] == full.shape[0]                      # slices untouched
+        fov_full = np.array(full.shape[1:]) * np.array(full.pixel_spacing)
+        fov_capped = np.array(capped.shape[1:]) * np.array(capped.pixel_spacing)
+        np.testing.assert_allclose(fov_capped[1], fov_full[1], rtol=1e-6)   # same field of view
+        assert acquisition_geometry(p, anat, 400, max_matrix=512).shape == full.shape  # above: no change
+
+
+def test_aneurysm_is_brighter_than_its_parent_artery_in_every_modality():
+    from willis.synth.contrast import ANEURYSM_OVER_ARTERY, HU_ANEURYSM_MAX, sample_contrast
+    for mod in ("CTA", "MRA", "MRI T2", "MRI T1post"):
+        for i in range(20):
+            c = sample_contrast(mod, np.random.default_rng([SEED, i]))
+            ref = c["csf"] if mod == "MRI T2" else c["artery"]   # T2: the sac shows against bright CSF
+            ratio = c["aneurysm"] / ref
+            if mod == "CTA":
+                assert c["aneurysm"] <= HU_ANEURYSM_MAX < 700           # never mistaken for bone
+                assert ratio >= min(ANEURYSM_OVER_ARTERY[0], HU_ANEURYSM_MAX / c["artery"]) - 1e-9
+            else:
+                assert ANEURYSM_OVER_ARTERY[0] <= ratio <= ANEURYSM_OVER_ARTERY[1]

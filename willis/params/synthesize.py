@@ -15,6 +15,7 @@ class SynthesizeParams:
     workers: int = 2                 # worker processes
     broken_per_kind: int = 1         # deliberately broken series per breakage kind (see MANIFEST.json)
     max_slices: int = 400            # cap on slices per series (thinner coverage steps above it)
+    max_matrix: int = 0              # cap on the in-plane matrix (longer side), same field of view; 0 = no cap
 
     def check(self) -> None:
         require(self.n_series > 0, "synthesize.n_series", "must be > 0")
@@ -22,3 +23,4 @@ class SynthesizeParams:
         require(self.workers >= 1, "synthesize.workers", "must be >= 1")
         require(self.broken_per_kind >= 0, "synthesize.broken_per_kind", "must be >= 0")
         require(self.max_slices >= 16, "synthesize.max_slices", "must be >= 16")
+        require(self.max_matrix == 0 or self.max_matrix >= 32, "synthesize.max_matrix", "must be 0 (no cap) or >= 32")

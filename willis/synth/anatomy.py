@@ -6,7 +6,7 @@ patient's left, y posterior, z superior) joined by polylines (``SEGMENTS``). Eac
 no label). A case jitters every node, scales, rotates and shifts the whole tree and scales vessel
 radii; because segments share node names, the jittered tree stays connected.
 
-An aneurysm is a saccular bulge: a sphere of diameter 2-12 mm whose centre sits just outside the
+An aneurysm is a saccular bulge: a sphere of diameter 4-12 mm whose centre sits just outside the
 wall of a labelled segment, joined to it by a short neck; its label is that segment's column.
 """
 
@@ -70,7 +70,11 @@ LOCATION_WEIGHTS: dict[str, float] = {
     L_INFRA: 78, R_INFRA: 98, L_SUPRA: 331, R_SUPRA: 281, L_MCA: 257, R_MCA: 321, ACOM: 363,
     L_ACA: 46, R_ACA: 57, L_PCOM: 56, R_PCOM: 72, BASILAR_TIP: 112, OTHER_POST: 113,
 }
-ANEURYSM_DIAMETER_MM = (2.0, 12.0)
+# The synthetic default skews larger than the real data (mostly 3-7 mm): at the projections' ~1.6 mm
+# pixels a 3 mm sac is 2 px (docs/synthetic.md, "Why the lesion is this visible").
+ANEURYSM_DIAMETER_MM = (4.0, 12.0)   # clip range
+ANEURYSM_MEDIAN_MM = 7.0             # log-normal median
+ANEURYSM_LOG_SD = 0.3                # log-normal s.d.: ~90% of sacs 4.3-11.4 mm
 NODE_JITTER_MM = 1.5      # per-node anatomical variation (s.d.)
 MAX_ROTATION_DEG = 8.0    # per-case head rotation about each axis
 SCALE_RANGE = (0.9, 1.1)  # per-case head size
@@ -111,7 +115,7 @@ class Aneurysm:
     location: str               # train.csv column
     vessel: str                 # the segment it sits on
     center: np.ndarray          # (3,) sac centre, LPS mm
-    radius: float               # sac radius, mm (diameter 2-12 mm)
+    radius: float               # sac radius, mm (diameter within ANEURYSM_DIAMETER_MM)
     neck: np.ndarray            # (3,) point on the vessel's centre line where the neck starts
     neck_radius: float
 
@@ -165,8 +169,8 @@ def _point_on(points: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sample_diameter(rng: np.random.Generator) -> float:
-    """Aneurysm diameter (mm): log-normal around 5 mm, clipped to 2-12 mm like the real size range."""
-    return float(np.clip(rng.lognormal(np.log(5.0), 0.45), *ANEURYSM_DIAMETER_MM))
+    """Aneurysm diameter (mm): log-normal around ``ANEURYSM_MEDIAN_MM``, clipped to ``ANEURYSM_DIAMETER_MM``."""
+    return float(np.clip(rng.lognormal(np.log(ANEURYSM_MEDIAN_MM), ANEURYSM_LOG_SD), *ANEURYSM_DIAMETER_MM))
 
 
 def place_aneurysm(anatomy: Anatomy, location: str, rng: np.random.Generator) -> Aneurysm:

@@ -20,6 +20,13 @@ HU_BONE = (700.0, 1500.0)
 HU_CALCIFICATION = (300.0, 1200.0)
 CT_NOISE_HU = (4.0, 18.0)
 
+# Aneurysm sac brightness over the brightest tissue around it (the parent artery; CSF in T2). Real
+# sacs roughly match their artery (T2: a flow void). The default skews brighter: slow, pooling
+# contrast / flow-related enhancement in the sac, so that the sac is visible in a maximum
+# projection, the only view the MIP/MIL models get (a dark T2 flow void never reaches a MIP).
+ANEURYSM_OVER_ARTERY = (1.4, 1.8)
+HU_ANEURYSM_MAX = 650.0   # CTA sac ceiling: stays below bone (700 HU), which the projections suppress
+
 MR_SCALE = (300.0, 4000.0)        # arbitrary per-scanner intensity of a unit signal
 MR_NOISE_FRACTION = (0.01, 0.04)  # noise s.d. as a fraction of the scale
 MR_BIAS_AMPLITUDE = 0.3           # bias field spans about exp(+-0.3)
@@ -34,21 +41,23 @@ def sample_contrast(modality: str, rng: np.random.Generator) -> dict[str, float]
         artery = u(*HU_CONTRAST_ARTERY)
         return {"air": HU_AIR, "soft": u(*HU_SOFT), "fat": HU_FAT, "bone": u(*HU_BONE), "brain": u(*HU_BRAIN),
                 "csf": u(*HU_CSF), "artery": artery, "vein": artery * u(0.55, 0.9),
-                "calc": u(*HU_CALCIFICATION), "aneurysm": artery * u(1.0, 1.15)}
+                "calc": u(*HU_CALCIFICATION),
+                "aneurysm": min(artery * u(*ANEURYSM_OVER_ARTERY), HU_ANEURYSM_MAX)}
     if modality == "MRA":  # time of flight: inflowing arterial blood bright, veins saturated, bone dark
         artery = u(0.85, 1.0)
         return {"air": 0.0, "soft": u(0.25, 0.4), "fat": u(0.45, 0.6), "bone": 0.03, "brain": u(0.25, 0.35),
                 "csf": u(0.08, 0.15), "artery": artery, "vein": u(0.12, 0.25), "calc": 0.05,
-                "aneurysm": artery * u(0.95, 1.1)}
-    if modality == "MRI T2":  # flow voids: arteries and aneurysms dark inside bright CSF
+                "aneurysm": artery * u(*ANEURYSM_OVER_ARTERY)}
+    if modality == "MRI T2":  # flow voids: arteries dark inside bright CSF; the sac: slow-flow signal
+        csf = u(0.85, 1.0)
         return {"air": 0.0, "soft": u(0.3, 0.4), "fat": u(0.5, 0.6), "bone": 0.03, "brain": u(0.35, 0.5),
-                "csf": u(0.85, 1.0), "artery": u(0.03, 0.08), "vein": u(0.03, 0.1), "calc": 0.05,
-                "aneurysm": u(0.05, 0.15)}
+                "csf": csf, "artery": u(0.03, 0.08), "vein": u(0.03, 0.1), "calc": 0.05,
+                "aneurysm": csf * u(*ANEURYSM_OVER_ARTERY)}
     if modality == "MRI T1post":  # gadolinium: arteries and (more) venous sinuses enhance, fat bright
         artery = u(0.55, 0.75)
         return {"air": 0.0, "soft": u(0.4, 0.5), "fat": u(0.8, 0.95), "bone": 0.05, "brain": u(0.35, 0.45),
                 "csf": u(0.08, 0.15), "artery": artery, "vein": u(0.7, 0.9), "calc": 0.1,
-                "aneurysm": artery * u(1.0, 1.15)}
+                "aneurysm": artery * u(*ANEURYSM_OVER_ARTERY)}
     raise ValueError(f"unknown modality {modality!r}")
 
 

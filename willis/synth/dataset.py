@@ -79,7 +79,8 @@ def synthesize(params: SynthesizeParams, seed: int, out_dir: str | Path, data_ro
         return manifest
     _prepare(out)
     plans = plan_dataset(params.n_series, params.positive_rate, seed, params.broken_per_kind)
-    work = partial(make_series, seed=seed, series_root=out / "series", max_slices=params.max_slices)
+    work = partial(make_series, seed=seed, series_root=out / "series", max_slices=params.max_slices,
+                   max_matrix=params.max_matrix or None)
     results: list[SeriesResult] = []
     bar = tqdm(total=len(plans), desc="synthesize", unit="series")
     if params.workers > 1:

@@ -44,8 +44,12 @@ class SeriesResult:
     encoding: str = ""                                      # transfer syntax actually written
 
 
-def acquisition_geometry(plan: SeriesPlan, anatomy, max_slices: int) -> Geometry:
-    """A geometry whose coverage holds every labelled artery with ``SAFETY_MM`` to spare (label-blind)."""
+def acquisition_geometry(plan: SeriesPlan, anatomy, max_slices: int, max_matrix: int | None = None) -> Geometry:
+    """A geometry whose coverage holds every labelled artery with ``SAFETY_MM`` to spare (label-blind).
+
+    ``max_matrix`` caps the in-plane matrix (the longer side; the aspect ratio is kept, sides stay
+    even): the same field of view with coarser pixels, to keep the default dataset cheap.
+    """
     pts = np.concatenate([v.points for v in anatomy.vessels if v.location is not None])  # (m, 3)
     lo, hi = pts.min(0) - SAFETY_MM, pts.max(0) + SAFETY_MM
     axis = NORMAL_AXIS[plan.plane]
@@ -57,6 +61,8 @@ def acquisition_geometry(plan: SeriesPlan, anatomy, max_slices: int) -> Geometry
     spacing = max(plan.slice_spacing, extent / (max_slices - 1))  # cap the slice count, keep the coverage
     n_slices = int(np.ceil(extent / spacing)) + 1
     rows, cols = plan.matrix
+    if max_matrix is not None and cols > max_matrix:   # cols is the longer side (plan: rows <= cols)
+        rows, cols = max(2, int(rows * max_matrix / cols) // 2 * 2), int(max_matrix)
     in_plane = [a for a in range(3) if a != axis]
     need = float(np.max(hi[in_plane] - lo[in_plane]))
     fov = max(plan.fov_mm, need * cols / rows)                   # the shorter side still covers ``need``
@@ -115,22 +121,24 @@ def _break(plan: SeriesPlan, folder: Path, records: list[SliceRecord], geom: Geo
     raise ValueError(f"series {plan.series_uid}: unknown breakage {kind!r}")
 
 
-def make_series(plan: SeriesPlan, seed: int, series_root: str | Path, max_slices: int = 400) -> SeriesResult:
+def make_series(plan: SeriesPlan, seed: int, series_root: str | Path, max_slices: int = 400,
+                max_matrix: int | None = None) -> SeriesResult:
     """Render and write series ``plan`` under ``series_root/<SeriesInstanceUID>/``; return its localizers."""
     try:
-        return _make_series(plan, seed, series_root, max_slices)
+        return _make_series(plan, seed, series_root, max_slices, max_matrix)
     except Exception as e:  # a generator bug: say which series, keep the cause
         raise RuntimeError(f"synthetic series #{plan.index} ({plan.series_uid}, {plan.modality}, "
                            f"{plan.plane}, {plan.encoding}): {type(e).__name__}: {e}") from e
 
 
-def _make_series(plan: SeriesPlan, seed: int, series_root: str | Path, max_slices: int) -> SeriesResult:
+def _make_series(plan: SeriesPlan, seed: int, series_root: str | Path, max_slices: int,
+                 max_matrix: int | None) -> SeriesResult:
     result = SeriesResult(plan.index, plan.series_uid)
     anat_rng = np.random.default_rng([seed, ANATOMY_STREAM, plan.index])
     aneurysm_rng = np.random.default_rng([seed, ANEURYSM_STREAM, plan.index])
     noise_rng = np.random.default_rng([seed, NOISE_STREAM, plan.index])
     anatomy = sample_anatomy(anat_rng, plan.center_offset)
-    geom = acquisition_geometry(plan, anatomy, max_slices)
+    geom = acquisition_geometry(plan, anatomy, max_slices, max_matrix)
     result.n_slices = geom.shape[0]
 
     snapped = []

@@ -3,25 +3,23 @@
 ``score = 0.5 * AUC(Aneurysm Present) + 0.5 * mean(AUC of the 13 locations)`` (Present weight 13,
 each location 1). A label whose validation column has no positive (or no negative) has no AUC: it
 is left out of the location mean, never counted as 0.5. If Present itself has no AUC the score is
-the location mean alone (and vice versa); with neither it is NaN.
+the location mean alone (and vice versa) so that early stopping still has a signal on a tiny
+validation split; with neither it is NaN. The AUCs themselves come from the one implementation the
+evaluate stage reports (``willis.evaluate.metrics``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
+from willis.evaluate.metrics import competition_score
 from willis.labels import LABELS, PRESENT_INDEX
 
 
 def per_label_auc(y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """ROC-AUC per label column of y (N, 14) 0/1 and scores (N, 14); NaN where a class is absent."""
-    y = np.asarray(y)
-    out = {}
-    for j, name in enumerate(LABELS):
-        col = y[:, j]
-        out[name] = float(roc_auc_score(col, scores[:, j])) if 0 < col.sum() < len(col) else float("nan")
-    return out
+    aucs = competition_score(np.asarray(y), np.asarray(scores))["aucs"]
+    return {name: float("nan") if a is None else float(a) for name, a in zip(LABELS, aucs)}
 
 
 def score_parts(auc: dict[str, float]) -> tuple[float, float]:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from timing import median_time  # benchmarks/timing.py (this script's folder is on sys.path)
 import pydicom
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,15 +77,6 @@ def project(root: Path, files: pd.DataFrame, params) -> None:
     from willis.projections.streaming import project_series
 
     project_series({"SeriesInstanceUID": "bench", "Modality": "CTA"}, files, root, params, "ct")
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def vm_hwm_mb() -> float:

@@ -11,7 +11,6 @@ import argparse
 import shutil
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +20,7 @@ from willis.synth.anatomy import sample_anatomy
 from willis.synth.dicom_writer import write_series
 from willis.synth.geometry import geometry_for
 from willis.synth.render import paint
-
-
-def _time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from timing import median_time  # benchmarks/timing.py (this script's folder is on sys.path)
 
 
 def main() -> None:
@@ -49,8 +40,8 @@ def main() -> None:
         # interleave the two so that background load hits both alike
         fast_t, slow_t = [], []
         for _ in range(args.repeats):
-            fast_t.append(_time(lambda: run(True), 1))
-            slow_t.append(_time(lambda: run(False), 1))
+            fast_t.append(median_time(lambda: run(True), 1))
+            slow_t.append(median_time(lambda: run(False), 1))
         f, s = statistics.median(fast_t), statistics.median(slow_t)
         print(f"write {args.slices} slices 128x128 {encoding:8s}: fast {f:.3f}s  pydicom save_as {s:.3f}s  "
               f"ratio {s / f:.1f}x  ({f / args.slices * 1e3:.2f} vs {s / args.slices * 1e3:.2f} ms/file)")
@@ -62,7 +53,7 @@ def main() -> None:
         v = np.full(geom.shape, values["air"], np.float32)
         paint(v, geom, scene, values)
 
-    r = _time(render, args.repeats)
+    r = median_time(render, args.repeats)
     print(f"render CTA {geom.shape}: {r:.3f}s ({r / vol.size * 1e9:.1f} ns/voxel, {len(scene)} primitives)")
     shutil.rmtree(tmp)
 

@@ -54,7 +54,7 @@ def run_steps(model, opt, loss_fn, p, batch_iter, device, gen) -> float:
     t = time.perf_counter()
     n = 0
     for b in batch_iter:
-        mip, inst, y = augment(b["mip"], b["instances"], b["y"], p, gen)
+        mip, inst, y, _ = augment(b["mip"], b["instances"], b["y"], p, gen)
         with autocast(device):
             out = model(mip, inst, b["modality_id"])
             loss = loss_fn(out["logits"], y)

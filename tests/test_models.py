@@ -32,14 +32,19 @@ def test_attention_sums_to_one(include_mips):
     torch.testing.assert_close(out["attention"].sum(1), torch.ones(B))
 
 
-def test_mil_invariant_to_instance_order():
+@pytest.mark.parametrize("heatmap", [False, True])
+def test_mil_invariant_to_instance_order(heatmap):
     torch.manual_seed(0)
-    model = AttentionMIL(C, n_modalities=3, width=4, embed_dim=8).eval()
+    model = AttentionMIL(C, n_modalities=3, width=4, embed_dim=8, heatmap=heatmap).eval()
     mip, inst, mod = _inputs()
     perm = torch.tensor([3, 0, 4, 1, 2])
     a, b = model(mip, inst, mod), model(mip, inst[:, perm], mod)
     torch.testing.assert_close(a["logits"], b["logits"], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(a["attention"][:, perm], b["attention"], rtol=1e-5, atol=1e-6)
+    if heatmap:  # one map per slab and view, at stride 8, following the slabs' order
+        assert a["heat_instances"].shape == (B, K, len(LABELS), S // 8, S // 8)
+        assert a["heat_views"].shape == (B, 3, len(LABELS), S // 8, S // 8)
+        torch.testing.assert_close(a["heat_instances"][:, perm], b["heat_instances"])
     # but not invariant to the content: changing one instance changes the output
     inst2 = inst.clone()
     inst2[:, 0] = 1.0
@@ -55,9 +60,10 @@ def test_modality_is_an_input():
     assert not torch.allclose(a, b)
 
 
-def test_mip_cnn_reads_only_the_mips():
+@pytest.mark.parametrize("heatmap", [False, True])
+def test_mip_cnn_reads_only_the_mips(heatmap):
     torch.manual_seed(0)
-    model = MipCNN(C, n_modalities=1, width=4, embed_dim=8).eval()
+    model = MipCNN(C, n_modalities=1, width=4, embed_dim=8, heatmap=heatmap).eval()
     mip, inst, _ = _inputs()
     mod = torch.zeros(B, dtype=torch.long)
     full = model(mip, inst, mod)

@@ -32,7 +32,7 @@ def _worker(rank: int, tmp: str, store: str, index: str) -> None:
     np.save(f"{tmp}/order{rank}.npy", order)
     gen = torch.Generator().manual_seed(rank)  # different augmentation per rank
     for b in batches(BatchSource(data), order, p.batch_size, device):
-        mip, inst, y = augment(b["mip"], b["instances"], b["y"], p, gen)
+        mip, inst, y, _ = augment(b["mip"], b["instances"], b["y"], p, gen)
         loss = loss_fn(ddp(mip, inst, b["modality_id"])["logits"], y)
         opt.zero_grad()
         loss.backward()

@@ -22,14 +22,18 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 N_STAGES = 4  # after the stride-2 stem: S / 2**5 at the end (128 -> 4)
+MAP_STAGE = 1  # stage whose output is stride 8 (128 -> 16 x 16): the heat map's grid
+
+
+class _ConvBN(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+        self.out_channels = c_out
 
 
 def _conv_bn(c_in: int, c_out: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-    )
+    return _ConvBN(c_in, c_out, stride)
 
 
 def resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
@@ -61,16 +65,32 @@ class CompactCNN(nn.Module):
         self.head = nn.Linear(2 * c, embed_dim)
         self.out_dim = embed_dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (N, C, S, S) -> (N, C, s, s) -> (N, embed_dim)
+    @property
+    def map_channels(self) -> int:
+        """Channels of ``forward_maps``' feature map: the stride-8 stage + the upsampled last stage."""
+        return self.downs[MAP_STAGE].out_channels + self.downs[-1].out_channels
+
+    def forward_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, C, S, S) -> embedding (N, embed_dim) and a feature map (N, map_channels, s/8, s/8).
+
+        The map is the stride-8 stage (fine enough for a 7 mm sac at ~1.5 mm/px: one or two
+        cells) concatenated with the last stage upsampled to it (the context: which vessel)."""
         x = self.stem(resize(x, self.input_size))
-        for down, refine in zip(self.downs, self.refines):
+        fine = None
+        for i, (down, refine) in enumerate(zip(self.downs, self.refines)):
             x = down(x)
             x = x + refine(x)  # residual refinement: keeps gradients healthy at this depth
+            if i == MAP_STAGE:
+                fine = x
+        coarse = nn.functional.interpolate(x, size=fine.shape[-2:], mode="nearest")
         # global average AND max pool, (N, c, h, w) -> (N, 2c): an aneurysm fills one or two cells
         # of the final map; averaging alone would dilute it by h*w, the max keeps it
-        x = torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
-        return self.head(x)
+        emb = self.head(torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1))
+        return emb, torch.cat([fine, coarse], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (N, C, S, S) -> (N, C, s, s) -> (N, embed_dim)
+        return self.forward_maps(x)[0]
 
 
 class TimmBackbone(nn.Module):

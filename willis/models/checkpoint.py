@@ -49,7 +49,8 @@ def arch_from_params(p, in_channels: int, n_modalities: int) -> dict:
     """Architecture args from a ``TrainParams``; stored verbatim in meta.json."""
     common = dict(in_channels=in_channels, n_modalities=n_modalities, backbone=p.backbone,
                   width=p.width, embed_dim=p.embed_dim, modality_dim=p.modality_dim,
-                  dropout=p.dropout, backbone_weights=p.backbone_weights, input_size=p.input_size)
+                  dropout=p.dropout, backbone_weights=p.backbone_weights, input_size=p.input_size,
+                  heatmap=p.heatmap)
     if p.model == "mil":
         common.update(attn_dim=p.attn_dim, include_mips=p.include_mips)
     return {"name": p.model, "kwargs": common}

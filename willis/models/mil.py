@@ -9,6 +9,10 @@ embedding in their fixed order (they are not a bag: axial/coronal/sagittal are d
 
 The attention weights (B, K) are returned: plots show which slabs the model looked at, and the
 auxiliary localizer loss (``willis.train.losses.attention_loss``) supervises them.
+
+With ``heatmap=True`` every slab and view also gets a 14-channel heat map (``willis.models.heat``),
+returned as ``heat_instances`` (B, K, 14, h, w) and ``heat_views`` (B, 3, 14, h, w); their pooled
+evidence (best slab, mean over views) joins the study logits. A max over slabs is order-free too.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import torch
 from torch import nn
 
 from willis.labels import LOCATIONS
+from willis.labels import LABELS
 from willis.models.backbone import LabelHeads, make_backbone
+from willis.models.heat import HeatHead, HeatReadout, pool_images
 
 N_VIEWS = 3  # axial, coronal, sagittal
 
@@ -40,7 +46,7 @@ class AttentionMIL(nn.Module):
     def __init__(self, in_channels: int, n_modalities: int, backbone: str = "compact", width: int = 16,
                  embed_dim: int = 64, attn_dim: int = 32, modality_dim: int = 8,
                  include_mips: bool = True, dropout: float = 0.1, backbone_weights: str | None = None,
-                 input_size: int | None = None):
+                 input_size: int | None = None, heatmap: bool = False):
         super().__init__()
         self.include_mips = include_mips
         self.backbone = make_backbone(backbone, in_channels, width, embed_dim, backbone_weights, input_size)
@@ -51,13 +57,34 @@ class AttentionMIL(nn.Module):
             self.view_embed = nn.Parameter(torch.zeros(N_VIEWS, embed_dim))
             fused += N_VIEWS * embed_dim
         self.heads = LabelHeads(fused, n_modalities, modality_dim, len(LOCATIONS), dropout)
+        self.heatmap = heatmap
+        if heatmap:
+            self.heat = HeatHead(self.backbone.map_channels, len(LABELS))
+            self.readout = HeatReadout(len(LABELS))
+
+    def _encode(self, x: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, n, C, S, S) -> embeddings (B, n, D) and heat maps (B, n, 14, h, w) or None."""
+        b = x.shape[0]
+        if not self.heatmap:
+            return self.backbone(x.flatten(0, 1)).view(b, n, -1), None
+        emb, fmap = self.backbone.forward_maps(x.flatten(0, 1))
+        heat = self.heat(fmap)
+        return emb.view(b, n, -1), heat.view(b, n, *heat.shape[1:])
 
     def forward(self, mip: torch.Tensor, instances: torch.Tensor, modality_id: torch.Tensor) -> dict:
         b, k = instances.shape[:2]
-        h = self.backbone(instances.flatten(0, 1)).view(b, k, -1)  # (B*K, C, S, S) -> (B, K, D)
+        out = {}
+        h, heat_inst = self._encode(instances, k)                # (B, K, D), (B, K, 14, h, w)
         attn = self.attention(h)                                  # (B, K)
         z = torch.einsum("bk,bkd->bd", attn, h)                  # (B, D)
+        heat_views = None
+        if self.include_mips or self.heatmap:
+            m, heat_views = self._encode(mip, N_VIEWS)           # (B, 3, D), (B, 3, 14, h, w)
         if self.include_mips:
-            m = self.backbone(mip.flatten(0, 1)).view(b, N_VIEWS, -1) + self.view_embed  # (B, 3, D)
+            m = m + self.view_embed
             z = torch.cat([z, m.flatten(1)], dim=1)              # (B, D + 3D)
-        return {"logits": self.heads(z, modality_id), "attention": attn}
+        logits = self.heads(z, modality_id)
+        if self.heatmap:
+            out = {"heat_views": heat_views, "heat_instances": heat_inst}
+            logits = logits + self.readout(pool_images(heat_views.float(), heat_inst.float()))
+        return {"logits": logits, "attention": attn, **out}

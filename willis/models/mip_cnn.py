@@ -4,6 +4,9 @@ The views (axial, coronal, sagittal) share the backbone's weights, each gets a l
 offset, and their embeddings are concatenated in that fixed order (late fusion). The model has
 no instance attention; to keep one forward contract it returns uniform weights 1/K over the
 instances, which it never reads (so the instance array may be a (B, 0, ...) placeholder).
+
+With ``heatmap=True`` each view also gets a 14-channel heat map (``willis.models.heat``), returned
+as ``heat_views`` (B, 3, 14, h, w) for the localizer loss and pooled into the study logits.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import torch
 from torch import nn
 
 from willis.labels import LOCATIONS
+from willis.labels import LABELS
 from willis.models.backbone import LabelHeads, make_backbone
+from willis.models.heat import HeatHead, HeatReadout, pool_images
 
 N_VIEWS = 3  # axial, coronal, sagittal
 
@@ -21,16 +26,29 @@ class MipCNN(nn.Module):
     def __init__(self, in_channels: int, n_modalities: int, backbone: str = "compact", width: int = 16,
                  embed_dim: int = 64, modality_dim: int = 8, dropout: float = 0.1,
                  backbone_weights: str | None = None,
-                 input_size: int | None = None):
+                 input_size: int | None = None, heatmap: bool = False):
         super().__init__()
         self.backbone = make_backbone(backbone, in_channels, width, embed_dim, backbone_weights, input_size)
         self.view_embed = nn.Parameter(torch.zeros(N_VIEWS, embed_dim))
         self.heads = LabelHeads(N_VIEWS * embed_dim, n_modalities, modality_dim, len(LOCATIONS), dropout)
+        self.heatmap = heatmap
+        if heatmap:
+            self.heat = HeatHead(self.backbone.map_channels, len(LABELS))
+            self.readout = HeatReadout(len(LABELS))
 
     def forward(self, mip: torch.Tensor, instances: torch.Tensor, modality_id: torch.Tensor) -> dict:
         b = mip.shape[0]
-        m = self.backbone(mip.flatten(0, 1)).view(b, N_VIEWS, -1) + self.view_embed  # (B, 3, D)
-        logits = self.heads(m.flatten(1), modality_id)                                # (B, 14)
+        out = {}
+        if self.heatmap:
+            emb, fmap = self.backbone.forward_maps(mip.flatten(0, 1))      # (B*3, D), (B*3, F, h, w)
+            heat = self.heat(fmap)
+            out["heat_views"] = heat.view(b, N_VIEWS, *heat.shape[1:])      # (B, 3, 14, h, w)
+        else:
+            emb = self.backbone(mip.flatten(0, 1))
+        m = emb.view(b, N_VIEWS, -1) + self.view_embed                     # (B, 3, D)
+        logits = self.heads(m.flatten(1), modality_id)                     # (B, 14)
+        if self.heatmap:
+            logits = logits + self.readout(pool_images(out["heat_views"].float()))
         k = instances.shape[1]
         attn = torch.full((b, k), 1.0 / max(k, 1), device=mip.device, dtype=logits.dtype)
-        return {"logits": logits, "attention": attn}
+        return {"logits": logits, "attention": attn, **out}

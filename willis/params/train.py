@@ -27,6 +27,8 @@ class TrainParams:
     modality_dim: int = 8               # sub-modality embedding (MR: MRA / MRI T2 / MRI T1post)
     include_mips: bool = True           # mil: also feed the three MIP views through the backbone
     dropout: float = 0.1
+    heatmap: bool = True                # 14-channel heat map per image, supervised by the localizers
+                                        # (willis/models/heat.py); compact backbone only
     # --- loss -----------------------------------------------------------------------------------
     loss: Literal["asl", "focal"] = "asl"
     asl_gamma_pos: float = 0.0          # Ridnik et al. 2021 defaults
@@ -41,6 +43,8 @@ class TrainParams:
     aux_attention_weight: float = 0.0   # mil: pull attention onto instances holding a localizer; 0 = off.
                                         # Measured (synthetic, seed 20251): attention on the aneurysm's
                                         # slab rose 0.10 -> 0.37, val score did not (see the train note)
+    heat_weight: float = 1.0            # weight of the localizer heat-map loss (CenterNet focal, per peak)
+    heat_sigma: float = 1.0             # target Gaussian's sigma, in heat-map cells (stride 8 pixels)
     # --- data, sampler, augmentation ------------------------------------------------------------
     balanced_sampler: bool = True
     sampler_power: float = 0.5          # series weight = (1 / freq of its rarest positive label) ** power
@@ -86,6 +90,8 @@ _FIELDS = (
     ("present_weight", lambda v: v > 0, "must be > 0"),
     ("hierarchy_weight", lambda v: v >= 0, "must be >= 0"),
     ("aux_attention_weight", lambda v: v >= 0, "must be >= 0"),
+    ("heat_weight", lambda v: v >= 0, "must be >= 0"),
+    ("heat_sigma", lambda v: v > 0, "must be > 0"),
     ("sampler_power", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("flip_p", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("affine_deg", lambda v: 0 <= v <= 45, "must be in [0, 45]"),
@@ -104,6 +110,8 @@ def check_family(p: TrainParams, family: str) -> None:
     require(p.input_size is None or p.input_size >= 32, f"train.{family}.input_size", "must be >= 32 or null")
     require(p.device == "auto" or p.device == "cpu" or p.device.startswith("cuda"),
             f"train.{family}.device", f"expected auto, cpu, cuda or cuda:N, got {p.device!r}")
+    require(p.backbone == "compact" or not p.heatmap, f"train.{family}.heatmap",
+            f"the heat-map head needs the compact backbone's feature maps, not {p.backbone!r}")
     require(p.backbone == "compact" or p.backbone_weights is not None, f"train.{family}.backbone_weights",
             f"backbone {p.backbone!r} needs a local weights file (nothing is downloaded)")
 

@@ -8,7 +8,8 @@ Left-right flip, thought through against the projection conventions (willis/proj
   mirror of the volume (max is order-free); its columns run anterior -> posterior and must NOT flip;
 - labels: every Left/Right pair swaps (``willis.labels.flip_permutation()``); midline labels
   (AComm, Basilar Tip, Other Posterior Circulation, Present) stay;
-- localizer targets for the attention loss depend only on z (which instance), unchanged.
+- localizer targets for the attention loss depend only on z (which instance), unchanged;
+  the heat-map points move with the pixels (``willis.train.heatmap.transform_points``).
 
 The affine (rotation, zoom, shift) and the intensity jitter are drawn once per series and applied
 to all of its images alike, so the three views and the K instances stay mutually consistent.
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from willis.labels import flip_permutation
+from willis.train.heatmap import transform_points
 
 AXIAL, CORONAL, SAGITTAL = 0, 1, 2  # view order of the ``mip`` array
 LR_FLIPPED_VIEWS = (AXIAL, CORONAL)  # views whose columns mirror under a patient L-R flip
@@ -46,8 +48,9 @@ def flip_lr(mip: torch.Tensor, instances: torch.Tensor, y: torch.Tensor | None, 
 
 
 def _random_affine(x: torch.Tensor, deg: float, scale: float, shift: float,
-                   gen: torch.Generator) -> torch.Tensor:
-    # x: (B, N, C, S, S) -> same shape; one transform per series, shared by its N images
+                   gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    # x: (B, N, C, S, S) -> same shape, and theta (B, 2, 3); one transform per series, shared by
+    # its N images
     b, n, c, h, w = x.shape
     dev = x.device
 
@@ -61,20 +64,26 @@ def _random_affine(x: torch.Tensor, deg: float, scale: float, shift: float,
     grid = F.affine_grid(theta, (b, n * c, h, w), align_corners=False)
     out = F.grid_sample(x.reshape(b, n * c, h, w), grid, mode="bilinear", padding_mode="zeros",
                         align_corners=False)
-    return out.view(b, n, c, h, w)
+    return out.view(b, n, c, h, w), theta
 
 
-def augment(mip: torch.Tensor, instances: torch.Tensor, y: torch.Tensor, p, gen: torch.Generator):
-    """Training-time augmentation of one batch (float in [0, 1] on its device); ``p``: TrainParams."""
+def augment(mip: torch.Tensor, instances: torch.Tensor, y: torch.Tensor, p, gen: torch.Generator,
+            points: torch.Tensor | None = None):
+    """Training-time augmentation of one batch (float in [0, 1] on its device); ``p``: TrainParams.
+
+    Returns (mip, instances, y, points): ``points`` (B, P, 8) moved with the pixels, or None."""
     b, k = instances.shape[:2]
     dev = mip.device
     which = torch.rand(b, generator=gen, device=dev) < p.flip_p
     mip, instances, y = flip_lr(mip, instances, y, which)
     x = torch.cat([mip, instances], dim=1)                         # (B, 3 + K, C, S, S)
+    theta = None
     if p.affine_deg > 0 or p.affine_scale > 0 or p.affine_shift > 0:
-        x = _random_affine(x, p.affine_deg, p.affine_scale, p.affine_shift, gen)
+        x, theta = _random_affine(x, p.affine_deg, p.affine_scale, p.affine_shift, gen)
+    if points is not None:
+        points = transform_points(points, which, theta)
     if p.intensity > 0:
         contrast = 1 + p.intensity * (torch.rand(b, generator=gen, device=dev) * 2 - 1)
         bright = 0.5 * p.intensity * (torch.rand(b, generator=gen, device=dev) * 2 - 1)
         x = (x * contrast.view(-1, 1, 1, 1, 1) + bright.view(-1, 1, 1, 1, 1)).clamp(0, 1)
-    return x[:, :3], x[:, 3:], y
+    return x[:, :3], x[:, 3:], y, points

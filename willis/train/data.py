@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from willis.labels import LABELS
+from willis.labels import LABELS, PRESENT_INDEX
 from willis.models.checkpoint import modality_vocab
 from willis.projections.store import load_family, open_store
-from willis.projections.views import patient_to_view
+from willis.projections.views import VIEWS, patient_to_view
+from willis.train.heatmap import N_COLS
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class FamilyData:
     y: np.ndarray                # float32 (N, 14), LABELS order
     attn_target: np.ndarray      # float32 (N, K): share of the series' localizers per instance
     attn_mask: np.ndarray        # bool (N,): the series has at least one mapped localizer
+    points: np.ndarray           # float32 (N, P, 8): localizers in every view (willis.train.heatmap)
+    heat_mask: np.ndarray        # bool (N,): heat-map targets known (negative, or >= 1 mapped point)
     channels: list[str]
     size: int
     instances: int
@@ -62,26 +65,41 @@ class FamilyData:
         return len(self.uids) * (3 + self.instances) * len(self.channels) * self.size ** 2
 
 
-def _attention_targets(uids: list[str], series_attrs: dict, loc: pd.DataFrame, k: int,
-                       skipped_points: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
-    """(N, K) distribution of each series' annotated aneurysms over its axial instances."""
+def _localizer_targets(uids: list[str], series_attrs: dict, loc: pd.DataFrame, k: int,
+                       skipped_points: dict[str, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per series: the (N, K) share of its annotated aneurysms per axial instance, whether it has
+    one (N,), and the points (N, P, 8) in normalised view coordinates (``willis.train.heatmap``)."""
     target = np.zeros((len(uids), k), dtype=np.float32)
     row_of = {u: i for i, u in enumerate(uids)}
     loc = loc[loc["SeriesInstanceUID"].isin(row_of)]
+    per_series: dict[int, list[list[float]]] = {}
     for uid, point, found, where in zip(loc["SeriesInstanceUID"], loc["patient"], loc["found"],
                                         loc["location"]):
         p = np.asarray(point, dtype=float)
         if not bool(found) or p.shape != (3,) or not np.isfinite(p).all():
             skipped_points[f"{uid}:{where}"] = "localizer not found in the series or no patient position"
             continue
-        inst = patient_to_view(p, series_attrs[uid])["instance"]
+        if where not in LABELS:
+            skipped_points[f"{uid}:{where}"] = f"location {where!r} is not a label column"
+            continue
+        attrs = series_attrs[uid]
+        v = patient_to_view(p, attrs)
+        s = float(attrs["size"])
+        inst = v["instance"]
+        coords = [(c + 0.5) / s for view in VIEWS for c in v[view]]  # row, col per view, in [0, 1)
+        per_series.setdefault(row_of[uid], []).append([LABELS.index(where), -1 if inst is None else inst,
+                                                       *coords])
         if inst is None:  # outside the ROI's slabs (cropped away): no instance to point at
             skipped_points[f"{uid}:{where}"] = "localizer z outside every instance slab"
             continue
         target[row_of[uid], inst] += 1.0
     mask = target.sum(axis=1) > 0
     target[mask] /= target[mask].sum(axis=1, keepdims=True)
-    return target, mask
+    points = np.full((len(uids), max([len(v) for v in per_series.values()], default=1), N_COLS), -1.0,
+                     dtype=np.float32)
+    for i, rows in per_series.items():
+        points[i, :len(rows)] = rows
+    return target, mask, points
 
 
 def data_hash(uids, split, y, modality, store_attrs: dict, attn_target) -> str:
@@ -133,7 +151,7 @@ def load_family_data(family: str, store_path: str | Path, index_dir: str | Path,
     uids = kept["SeriesInstanceUID"].tolist()
     k = int(attrs["instances"])
     points_skipped: dict[str, str] = {}
-    target, mask = _attention_targets(uids, attrs["series"], loc, k, points_skipped)
+    target, mask, points = _localizer_targets(uids, attrs["series"], loc, k, points_skipped)
     if points_skipped:
         log.info("%s: %d localizer points give no instance target", family, len(points_skipped))
     y = kept[list(LABELS)].to_numpy(dtype=np.float32).reshape(len(uids), len(LABELS))
@@ -142,9 +160,11 @@ def load_family_data(family: str, store_path: str | Path, index_dir: str | Path,
     data = FamilyData(
         family=family, store_path=store_path, uids=uids, modality=modality,
         modality_id=np.array([vocab.index(m) for m in modality], dtype=np.int64), vocab=vocab,
-        split=split, y=y, attn_target=target, attn_mask=mask, channels=list(attrs["channels"]),
+        split=split, y=y, attn_target=target, attn_mask=mask, points=points,
+        heat_mask=(y[:, PRESENT_INDEX] == 0) | (points[:, :, 0] >= 0).any(axis=1),
+        channels=list(attrs["channels"]),
         size=int(attrs["size"]), instances=k, skipped=skipped,
-        data_hash=data_hash(uids, split, y, modality, attrs, target),
+        data_hash=data_hash(uids, split, y, modality, attrs, np.concatenate([target, points.reshape(len(uids), -1)], 1)),
         store_params=dict(attrs.get("params", {})), points_skipped=points_skipped,
     )
     if data.nbytes() <= ram_limit_gb * 2**30 and uids:

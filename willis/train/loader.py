@@ -102,7 +102,7 @@ def to_device(mip: np.ndarray, inst: np.ndarray, device: torch.device) -> tuple[
 def batches(source: BatchSource, idx: np.ndarray, batch_size: int, device: torch.device,
             prefetch: bool = True) -> Iterator[dict]:
     """Yield device batches over ``idx`` in order: mip, instances, y, modality_id, attn_target,
-    attn_mask, idx. Reading (Zarr decode or RAM gather) runs one batch ahead in a thread."""
+    attn_mask, points, heat_mask, idx. Reading (Zarr decode or RAM gather) runs one batch ahead in a thread."""
     d = source.data
     chunks = [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
 
@@ -123,6 +123,8 @@ def batches(source: BatchSource, idx: np.ndarray, batch_size: int, device: torch
             "modality_id": torch.from_numpy(d.modality_id[sel]).to(device),
             "attn_target": torch.from_numpy(d.attn_target[sel]).to(device),
             "attn_mask": torch.from_numpy(d.attn_mask[sel]).to(device),
+            "points": torch.from_numpy(d.points[sel]).to(device),
+            "heat_mask": torch.from_numpy(d.heat_mask[sel]).to(device),
             "idx": sel,
         }
 

@@ -6,7 +6,8 @@ One readable top-to-bottom function (``train_family``):
 2. build the model from params (``willis.models.checkpoint.arch_from_params``);
 3. per epoch: class-balanced draw of the training series, device-side augmentation, forward under
    bf16 autocast on GPU (fp32 on CPU, deterministic for a fixed seed), classification loss
-   (+ hierarchy penalty, + auxiliary attention loss when switched on), gradient clipping, AdamW
+   (+ hierarchy penalty, + auxiliary attention loss when switched on, + the localizer heat-map
+   loss of ``willis.train.heatmap`` when the model has a heat head), gradient clipping, AdamW
    with linear warm-up then cosine decay per step;
 4. validation weighted score (``willis.train.score``) after every epoch, logged with dvclive;
    early stopping when it has not improved for ``patience`` epochs;
@@ -31,6 +32,7 @@ from willis.labels import LABELS
 from willis.models.checkpoint import arch_from_params, build_model, save_model
 from willis.train import distributed
 from willis.train.augment import augment
+from willis.train.heatmap import localizer_heat_loss
 from willis.train.data import FamilyData, load_family_data
 from willis.train.loader import BatchSource, batches
 from willis.train.infer import autocast, logits_frame, predict_batches, resolve_device
@@ -68,12 +70,14 @@ def _train_epoch(model, source, order, p, loss_fn, opt, sched, gen_aug, device, 
     aux = p.aux_attention_weight if p.model == "mil" else 0.0
     bar = tqdm(batches(source, order, p.batch_size, device), total=steps, desc=desc, leave=False)
     for b in bar:
-        mip, inst, y = augment(b["mip"], b["instances"], b["y"], p, gen_aug)
+        mip, inst, y, points = augment(b["mip"], b["instances"], b["y"], p, gen_aug, b["points"])
         with autocast(device):
             out = model(mip, inst, b["modality_id"])
             loss = loss_fn(out["logits"], y)
             if aux > 0:
                 loss = loss + aux * attention_loss(out["attention"], b["attn_target"], b["attn_mask"])
+            if p.heatmap and p.heat_weight > 0:
+                loss = loss + p.heat_weight * localizer_heat_loss(out, points, b["heat_mask"], p.heat_sigma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)

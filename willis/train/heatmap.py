@@ -1,0 +1,125 @@
+"""Heat-map targets from localizers: where each annotated aneurysm lands in every training image.
+
+Points (built once per series by ``willis.train.data``), float32 (N, P, 8), padded rows ``label = -1``::
+
+    [label, instance, ax_row, ax_col, co_row, co_col, sa_row, sa_col]
+
+``label`` is the location's index in ``willis.labels.LABELS``; ``instance`` the axial slab that holds
+the point (-1: none); the six coordinates are *normalised* image coordinates in [0, 1)
+(``(pixel + 0.5) / S``, pixel centres at integers as in ``willis.projections.views``), so targets can
+be drawn at any map resolution (the model's ``input_size`` / 8).
+
+Augmentation moves the points with the images (``transform_points``): the left-right flip mirrors
+the axial/coronal/slab columns and swaps the Left/Right labels, exactly as ``flip_lr`` does for the
+pixels and label columns; the affine applies the inverse of ``F.affine_grid``'s sampling map.
+
+Targets (``render``): per image, per channel, a Gaussian of ``sigma`` cells centred on the cell
+holding the point, peak exactly 1 there (CenterNet, Zhou et al. 2019); each point draws in its
+location's channel and in the Present channel. The loss (``heat_loss``) is CenterNet's
+penalty-reduced focal loss, normalised by the number of peaks in the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from willis.labels import PRESENT_INDEX, flip_permutation
+
+N_COLS = 8
+LABEL, INSTANCE = 0, 1
+AX, CO, SA = slice(2, 4), slice(4, 6), slice(6, 8)  # (row, col) of each view
+VIEW_SLICES = (AX, CO, SA)                            # mip view order: axial, coronal, sagittal
+LR_FLIPPED_COLS = (3, 5)                              # axial and coronal columns mirror under a L-R flip
+
+
+def transform_points(points: torch.Tensor, flip: torch.Tensor | None, theta: torch.Tensor | None) -> torch.Tensor:
+    """Apply ``augment``'s flip (B,) bool and affine ``theta`` (B, 2, 3) to points (B, P, 8)."""
+    pts = points.clone()
+    if flip is not None:
+        sel = flip.view(-1, 1)
+        perm = torch.tensor(flip_permutation(), device=pts.device, dtype=torch.long)
+        label = pts[..., LABEL].long()
+        swapped = torch.where(label >= 0, perm[label.clamp(min=0)], label).to(pts.dtype)
+        pts[..., LABEL] = torch.where(sel, swapped, pts[..., LABEL])
+        for c in LR_FLIPPED_COLS:
+            pts[..., c] = torch.where(sel, 1.0 - pts[..., c], pts[..., c])
+    if theta is not None:
+        # affine_grid: input position = A @ output position + t, in [-1, 1] coordinates (x = col, y = row)
+        a_inv = torch.linalg.inv(theta[:, :, :2].float())          # (B, 2, 2)
+        t = theta[:, :, 2].float()                                  # (B, 2)
+        for sl in VIEW_SLICES:
+            rc = pts[..., sl]                                       # (B, P, 2): row, col in [0, 1)
+            xy_in = torch.stack([rc[..., 1], rc[..., 0]], dim=-1) * 2 - 1
+            xy_out = torch.einsum("bij,bpj->bpi", a_inv, xy_in - t[:, None, :])
+            pts[..., sl] = torch.stack([xy_out[..., 1], xy_out[..., 0]], dim=-1).add(1).div(2)
+    return pts
+
+
+def _gaussians(rc: torch.Tensor, h: int, w: int, sigma: float) -> torch.Tensor:
+    """rc (..., 2) normalised row/col -> (..., h, w) Gaussians peaked (1.0) at the cell holding
+    the point; all zero where the point is outside the image."""
+    cell_r = torch.floor(rc[..., 0] * h)
+    cell_c = torch.floor(rc[..., 1] * w)
+    inside = (cell_r >= 0) & (cell_r < h) & (cell_c >= 0) & (cell_c < w)
+    rows = torch.arange(h, device=rc.device, dtype=rc.dtype)
+    cols = torch.arange(w, device=rc.device, dtype=rc.dtype)
+    d2 = (rows.view(*([1] * cell_r.dim()), h, 1) - cell_r[..., None, None]) ** 2 \
+        + (cols.view(*([1] * cell_c.dim()), 1, w) - cell_c[..., None, None]) ** 2
+    g = torch.exp(-d2 / (2 * sigma ** 2))
+    return g * inside[..., None, None].to(g.dtype)
+
+
+def _channels(points: torch.Tensor, n_labels: int) -> torch.Tensor:
+    """(B, P, n_labels) 0/1: each valid point draws in its location channel and in Present."""
+    label = points[..., LABEL].long()
+    valid = label >= 0
+    one_hot = torch.nn.functional.one_hot(label.clamp(min=0), n_labels).to(points.dtype)
+    one_hot[..., PRESENT_INDEX] = 1.0
+    return one_hot * valid[..., None].to(points.dtype)
+
+
+def render(points: torch.Tensor, n_labels: int, h: int, w: int, sigma: float,
+           n_instances: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets for the views (B, 3, L, h, w) and the slabs (B, K, L, h, w) from points (B, P, 8)."""
+    ch = _channels(points, n_labels)                                     # (B, P, L)
+    views = torch.stack([_gaussians(points[..., sl], h, w, sigma) for sl in VIEW_SLICES], dim=2)  # (B, P, 3, h, w)
+    t_views = (ch[:, :, None, :, None, None] * views[:, :, :, None]).amax(dim=1)  # (B, 3, L, h, w)
+    b = points.shape[0]
+    if n_instances == 0:
+        return t_views, points.new_zeros((b, 0, n_labels, h, w))
+    on_slab = torch.nn.functional.one_hot(points[..., INSTANCE].long().clamp(min=0), n_instances).to(points.dtype)
+    on_slab = on_slab * (points[..., INSTANCE] >= 0)[..., None].to(points.dtype)   # (B, P, K)
+    axial = views[:, :, 0]                                               # (B, P, h, w)
+    t_inst = (on_slab[:, :, :, None, None, None] * ch[:, :, None, :, None, None]
+              * axial[:, :, None, None]).amax(dim=1)                     # (B, K, L, h, w)
+    return t_views, t_inst
+
+
+def heat_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+              alpha: float = 2.0, beta: float = 4.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """CenterNet focal loss summed over maps (B, N, L, h, w) of series ``mask`` (B,) bool.
+
+    Returns (sum of the loss, number of peaks): callers add up several image kinds, then divide."""
+    x = logits.float()[mask]
+    t = target[mask]
+    pos = t >= 1.0
+    log_p = torch.nn.functional.logsigmoid(x)
+    log_1p = torch.nn.functional.logsigmoid(-x)
+    p = torch.sigmoid(x)
+    pos_loss = ((1 - p) ** alpha * log_p)[pos].sum()
+    neg_loss = ((1 - t) ** beta * p ** alpha * log_1p)[~pos].sum()
+    return -(pos_loss + neg_loss), pos.sum()
+
+
+def localizer_heat_loss(out: dict, points: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The heat loss of a model output (``heat_views`` and, for ``mil``, ``heat_instances``) against
+    targets drawn from ``points`` (B, P, 8), over series ``mask`` (B,), per peak in the batch."""
+    views = out["heat_views"]                                          # (B, 3, L, h, w)
+    inst = out.get("heat_instances")                                   # (B, K, L, h, w) or None
+    k = 0 if inst is None else inst.shape[1]
+    t_views, t_inst = render(points, views.shape[2], views.shape[3], views.shape[4], sigma, k)
+    total, n_pos = heat_loss(views, t_views, mask)
+    if k:
+        more, more_pos = heat_loss(inst, t_inst, mask)
+        total, n_pos = total + more, n_pos + more_pos
+    return total / n_pos.clamp(min=1).to(total.dtype)

@@ -13,7 +13,7 @@ from willis.models.heat import pool_images
 from willis.params.train import TrainParams
 from willis.train.augment import augment
 from willis.train.data import load_family_data
-from willis.train.heatmap import heat_loss, localizer_heat_loss, render, transform_points
+from willis.train.heatmap import heat_loss, hit_rate, localizer_heat_loss, render, transform_points
 
 L = len(LABELS)
 LMCA, RMCA = LABELS.index("Left Middle Cerebral Artery"), LABELS.index("Right Middle Cerebral Artery")
@@ -123,3 +123,16 @@ def test_points_from_the_store_land_on_the_blob(tmp_path):
         assert d.heat_mask[i]
     neg = [i for i, u in enumerate(d.uids) if u not in fam["truth_instance"]]
     assert (d.points[neg, :, 0] == -1).all() and d.heat_mask[neg].all()
+
+
+def test_hit_rate_by_hand():
+    pts = np.full((3, 2, 8), -1.0, dtype=np.float32)
+    pts[0, 0] = _point(LMCA, 0, (0.5, 0.5), (0.5, 0.5), (1.5, 0.5))   # sagittal outside: 2 views count
+    pts[1, 0] = _point(RMCA, 0, (0.2, 0.2), (0.2, 0.2), (0.2, 0.2))
+    pts[1, 1] = _point(LMCA, 0, (0.8, 0.8), (0.8, 0.8), (0.8, 0.8))   # either point may be hit
+    peaks = np.zeros((3, 3, 2), dtype=np.float32)
+    peaks[0] = [[0.55, 0.5], [0.9, 0.9], [0.5, 0.5]]                   # axial hit, coronal miss
+    peaks[1] = [[0.8, 0.75], [0.2, 0.25], [0.5, 0.5]]                  # hit, hit, miss
+    # series 2 has no point: not counted
+    assert hit_rate(peaks, pts) == pytest.approx(3 / 5)
+    assert np.isnan(hit_rate(peaks[2:], pts[2:]))

@@ -109,7 +109,9 @@ def write_summary(path: str | Path, m: dict, *, smoke: bool, counts: pd.DataFram
     L += ["## Plots", ""]
     L += [f"- [{name}]({rel(d)})" for name, d in plot_dirs.items()]
     L += ["", "Render with `dvc plots show` (or `dvc plots diff` against another experiment).", "",
-          "## Most wrong (highest Aneurysm Present cross-entropy)", ""]
+          "## Most wrong (highest Aneurysm Present cross-entropy)", "",
+          "Orange: the model's Aneurysm Present heat map (cells above 5 %); cyan circles: the annotated "
+          "aneurysms (train_localizers.csv).", ""]
     rows = [[i + 1, r["SeriesInstanceUID"], r["Modality"], int(r["truth"]), float(r["p_present"]),
              f"![MIP]({rel(t)})" if t else "(projection unreadable)"]
             for (i, r), t in zip(worst.iterrows(), thumbs)]

@@ -205,23 +205,59 @@ def worst_series(pr: Predictions, k: int) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def write_thumbnails(worst: pd.DataFrame, projections: Path, out_dir: Path) -> list[str | None]:
-    """One MIP PNG per worst series (``out_dir/NN.png``); None where the projection is unreadable."""
+def _heat_and_points(worst: pd.DataFrame, projections: Path, models: Path | None,
+                     index_dir: Path | None) -> tuple[dict, dict]:
+    """Per worst series: the model's Present heat map (3, h, w) and the annotated points (n, 3, 2),
+    where a heat head and localizers exist; {} otherwise. Figures only: a failure is logged."""
+    from willis.projections.store import open_store
+    from willis.train.data import localizer_targets
+    from willis.train.heatmap import VIEW_SLICES
+    from willis.train.infer import heat_maps_for
+
+    heat, points = {}, {}
+    loc = pd.read_parquet(index_dir / "localizers.parquet") if index_dir is not None \
+        and (index_dir / "localizers.parquet").exists() else None
+    for fam, rows in worst.groupby("family"):
+        store = projections / f"{fam}.zarr"
+        uids = [u for u in rows["SeriesInstanceUID"] if u in readable(store, [u])[0]]
+        if not uids:
+            continue
+        if models is not None and (models / fam / "meta.json").exists():
+            maps = heat_maps_for(models / fam, store, uids, dict(zip(rows["SeriesInstanceUID"], rows["Modality"])))
+            if maps is not None:
+                heat.update(zip(uids, maps))
+        if loc is not None:
+            attrs = open_store(store).attrs.asdict()
+            _, _, pts = localizer_targets(uids, attrs["series"], loc, int(attrs["instances"]), {})
+            for u, p in zip(uids, pts):
+                p = p[p[:, 0] >= 0]
+                points[u] = np.stack([p[:, sl] for sl in VIEW_SLICES], axis=1)  # (n, 3, 2)
+    return heat, points
+
+
+def write_thumbnails(worst: pd.DataFrame, projections: Path, out_dir: Path, models: Path | None = None,
+                     index_dir: Path | None = None) -> list[str | None]:
+    """One MIP PNG per worst series (``out_dir/NN.png``); None where the projection is unreadable.
+
+    With ``models``, the model's Present heat map is drawn over the views; with ``index_dir``,
+    the annotated aneurysms (``localizers.parquet``) are circled."""
     from willis.evaluate.baseline import iter_mips
     from willis.evaluate.plots import mip_thumbnail
 
     shutil.rmtree(out_dir, ignore_errors=True)  # stale thumbnails of a previous run must not linger
     out_dir.mkdir(parents=True)                  # a declared DVC output, even with worst_k = 0
+    heat, points = _heat_and_points(worst, projections, models, index_dir) if len(worst) else ({}, {})
     paths = []
     for i, r in worst.iterrows():
-        (_, mip, why), = iter_mips(projections / f"{r['family']}.zarr", [r["SeriesInstanceUID"]])
+        uid = r["SeriesInstanceUID"]
+        (_, mip, why), = iter_mips(projections / f"{r['family']}.zarr", [uid])
         if mip is None:
-            log.warning("thumbnail %s: %s", r["SeriesInstanceUID"], why)
+            log.warning("thumbnail %s: %s", uid, why)
             paths.append(None)
             continue
         path = out_dir / f"{i + 1:02d}.png"
-        mip_thumbnail(path, mip, f"{r['SeriesInstanceUID']} ({r['Modality']}): truth {r['truth']}, "
-                                 f"p(present) {r['p_present']:.3f}")
+        mip_thumbnail(path, mip, f"{uid} ({r['Modality']}): truth {r['truth']}, "
+                                 f"p(present) {r['p_present']:.3f}", heat=heat.get(uid), points=points.get(uid))
         paths.append(str(path))
     return paths
 
@@ -263,7 +299,8 @@ def run_evaluate(params, *, index: str | Path, decode_report: str | Path, models
 
     log_plots(live_dir, pr)
     worst = worst_series(pr, ev.worst_k)
-    thumbs = write_thumbnails(worst, projections, live_dir / "worst")
+    thumbs = write_thumbnails(worst, projections, live_dir / "worst", models=models,
+                              index_dir=Path(index).parent)
     plot_dirs = dict(zip(("ROC curves", "precision-recall curves", "confusion matrices at the calibrated thresholds"),
                          (live_dir / "plots/sklearn" / sub for sub in PLOT_SUBDIRS)))
     for fam in params.families:

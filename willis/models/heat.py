@@ -69,6 +69,15 @@ def pool_images(view_maps: torch.Tensor, instance_maps: torch.Tensor | None = No
     return terms.mean(dim=1)
 
 
+def peak_cells(view_maps: torch.Tensor, channel: int) -> torch.Tensor:
+    """(B, V, L, h, w) -> (B, V, 2): normalised (row, col) of the centre of each view's strongest
+    cell in ``channel`` (the coordinates of ``willis.train.heatmap`` points)."""
+    b, v, _, h, w = view_maps.shape
+    flat = view_maps[:, :, channel].flatten(2).argmax(dim=2)                    # (B, V)
+    rows, cols = torch.div(flat, w, rounding_mode="floor"), flat % w
+    return torch.stack([(rows.float() + 0.5) / h, (cols.float() + 0.5) / w], dim=-1)
+
+
 class HeatReadout(nn.Module):
     """Pooled evidence (B, L) -> a per-label affine term added to the study logits."""
 

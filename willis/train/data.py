@@ -65,7 +65,7 @@ class FamilyData:
         return len(self.uids) * (3 + self.instances) * len(self.channels) * self.size ** 2
 
 
-def _localizer_targets(uids: list[str], series_attrs: dict, loc: pd.DataFrame, k: int,
+def localizer_targets(uids: list[str], series_attrs: dict, loc: pd.DataFrame, k: int,
                        skipped_points: dict[str, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per series: the (N, K) share of its annotated aneurysms per axial instance, whether it has
     one (N,), and the points (N, P, 8) in normalised view coordinates (``willis.train.heatmap``)."""
@@ -151,7 +151,7 @@ def load_family_data(family: str, store_path: str | Path, index_dir: str | Path,
     uids = kept["SeriesInstanceUID"].tolist()
     k = int(attrs["instances"])
     points_skipped: dict[str, str] = {}
-    target, mask, points = _localizer_targets(uids, attrs["series"], loc, k, points_skipped)
+    target, mask, points = localizer_targets(uids, attrs["series"], loc, k, points_skipped)
     if points_skipped:
         log.info("%s: %d localizer points give no instance target", family, len(points_skipped))
     y = kept[list(LABELS)].to_numpy(dtype=np.float32).reshape(len(uids), len(LABELS))

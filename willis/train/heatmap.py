@@ -21,6 +21,7 @@ penalty-reduced focal loss, normalised by the number of peaks in the batch.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from willis.labels import PRESENT_INDEX, flip_permutation
@@ -28,6 +29,7 @@ from willis.labels import PRESENT_INDEX, flip_permutation
 N_COLS = 8
 LABEL, INSTANCE = 0, 1
 AX, CO, SA = slice(2, 4), slice(4, 6), slice(6, 8)  # (row, col) of each view
+HIT_TOLERANCE = 0.1  # hit_rate: 10 % of the image side (12.8 px at S = 128, ~20 mm of head)
 VIEW_SLICES = (AX, CO, SA)                            # mip view order: axial, coronal, sagittal
 LR_FLIPPED_COLS = (3, 5)                              # axial and coronal columns mirror under a L-R flip
 
@@ -123,3 +125,19 @@ def localizer_heat_loss(out: dict, points: torch.Tensor, mask: torch.Tensor, sig
         more, more_pos = heat_loss(inst, t_inst, mask)
         total, n_pos = total + more, n_pos + more_pos
     return total / n_pos.clamp(min=1).to(total.dtype)
+
+
+def hit_rate(peaks: np.ndarray, points: np.ndarray, tolerance: float = HIT_TOLERANCE) -> float:
+    """Share of (series, view) pairs whose heat-map peak lies within ``tolerance`` (a fraction of
+    the image side) of one of the series' points, over series with a point inside that view; NaN
+    if there is none. peaks (N, 3, 2) and points (N, P, 8), normalised coordinates."""
+    hits, total = 0, 0
+    for v, sl in enumerate(VIEW_SLICES):
+        rc = points[:, :, sl]                                                  # (N, P, 2)
+        ok = (points[:, :, LABEL] >= 0) & ((rc >= 0) & (rc < 1)).all(axis=2)    # (N, P)
+        d = np.linalg.norm(rc - peaks[:, None, v, :], axis=2)                  # (N, P)
+        d = np.where(ok, d, np.inf)
+        has = ok.any(axis=1)
+        hits += int((d.min(axis=1)[has] <= tolerance).sum())
+        total += int(has.sum())
+    return hits / total if total else float("nan")

@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from willis.labels import LABELS
+from willis.labels import LABELS, PRESENT_INDEX
 from willis.models.checkpoint import load_model
+from willis.models.heat import peak_cells
 from willis.projections.store import StoreError, load_family, open_store
 
 LOGIT_PREFIX = "logit::"
@@ -42,22 +43,25 @@ def autocast(device: torch.device):
 
 
 @torch.no_grad()
-def predict_batches(model: torch.nn.Module, batch_iter) -> tuple[np.ndarray, np.ndarray]:
+def predict_batches(model: torch.nn.Module, batch_iter) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Run an eval-mode model over device batches (``willis.train.data.batches``).
 
-    Returns logits (N, 14) float32 and attention (N, K) float32 in the batches' order."""
+    Returns logits (N, 14) float32, attention (N, K) float32 and, for a model with a heat head,
+    the Present channel's peak per view (N, 3, 2) in normalised (row, col) (else None)."""
     was_training = model.training
     model.eval()
-    logits, attn = [], []
+    logits, attn, peaks = [], [], []
     for b in batch_iter:
         with autocast(b["mip"].device):
             out = model(b["mip"], b["instances"], b["modality_id"])
         logits.append(out["logits"].float().cpu().numpy())
         attn.append(out["attention"].float().cpu().numpy())
+        if "heat_views" in out:
+            peaks.append(peak_cells(out["heat_views"].float(), PRESENT_INDEX).cpu().numpy())
     model.train(was_training)
     if not logits:
-        return np.zeros((0, len(LABELS)), np.float32), np.zeros((0, 0), np.float32)
-    return np.concatenate(logits), np.concatenate(attn)
+        return np.zeros((0, len(LABELS)), np.float32), np.zeros((0, 0), np.float32), None
+    return np.concatenate(logits), np.concatenate(attn), (np.concatenate(peaks) if peaks else None)
 
 
 def logits_frame(uids: Sequence[str], modality: Sequence[str], logits: np.ndarray,
@@ -130,6 +134,24 @@ def logits_for(model_dir: str | Path, store_path: str | Path, uids: Sequence[str
         out.append(res["logits"].float().cpu().numpy())
     logits = np.concatenate(out) if out else np.zeros((0, len(LABELS)), np.float32)
     return logits_frame(uids, modality, logits)
+
+
+def heat_maps_for(model_dir: str | Path, store_path: str | Path, uids: Sequence[str],
+                  modalities: Mapping[str, str], device: str = "auto") -> np.ndarray | None:
+    """Aneurysm Present heat maps (n, 3, h, w), probabilities, of the checkpoint's heat head for
+    ``uids`` (views axial, coronal, sagittal; h = w = input size / 8), or None when the model has
+    no heat head. For figures: a handful of series, read in one piece."""
+    dev = resolve_device(device)
+    model, meta = load_model(model_dir, dev)
+    if not getattr(model, "heatmap", False) or not uids:
+        return None
+    uids = list(uids)
+    arr = load_family(store_path, uids)
+    ids = torch.from_numpy(_modality_ids(meta, [modalities[u] for u in uids], uids)).to(dev)
+    with torch.no_grad(), autocast(dev):
+        out = model(torch.from_numpy(arr.mip).to(dev).float().div_(255.0),
+                    torch.from_numpy(arr.instances).to(dev).float().div_(255.0), ids)
+    return torch.sigmoid(out["heat_views"][:, :, PRESENT_INDEX].float()).cpu().numpy()
 
 
 @torch.no_grad()

@@ -32,7 +32,7 @@ from willis.labels import LABELS
 from willis.models.checkpoint import arch_from_params, build_model, save_model
 from willis.train import distributed
 from willis.train.augment import augment
-from willis.train.heatmap import localizer_heat_loss
+from willis.train.heatmap import hit_rate, localizer_heat_loss
 from willis.train.data import FamilyData, load_family_data
 from willis.train.loader import BatchSource, batches
 from willis.train.infer import autocast, logits_frame, predict_batches, resolve_device
@@ -63,9 +63,10 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def _train_epoch(model, source, order, p, loss_fn, opt, sched, gen_aug, device, desc) -> float:
+def _train_epoch(model, source, order, p, loss_fn, opt, sched, gen_aug, device, desc) -> tuple[float, float]:
+    """One pass over ``order``; returns the mean total loss and the mean heat-map loss term."""
     model.train()
-    total, n = torch.zeros((), device=device), 0
+    total, heat_total, n = torch.zeros((), device=device), torch.zeros((), device=device), 0
     steps = math.ceil(len(order) / p.batch_size)
     aux = p.aux_attention_weight if p.model == "mil" else 0.0
     bar = tqdm(batches(source, order, p.batch_size, device), total=steps, desc=desc, leave=False)
@@ -77,7 +78,9 @@ def _train_epoch(model, source, order, p, loss_fn, opt, sched, gen_aug, device, 
             if aux > 0:
                 loss = loss + aux * attention_loss(out["attention"], b["attn_target"], b["attn_mask"])
             if p.heatmap and p.heat_weight > 0:
-                loss = loss + p.heat_weight * localizer_heat_loss(out, points, b["heat_mask"], p.heat_sigma)
+                heat = localizer_heat_loss(out, points, b["heat_mask"], p.heat_sigma)
+                loss = loss + p.heat_weight * heat
+                heat_total = heat_total + heat.detach().float() * len(b["idx"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
@@ -88,21 +91,27 @@ def _train_epoch(model, source, order, p, loss_fn, opt, sched, gen_aug, device, 
     mean = float(total) / max(n, 1)
     if not math.isfinite(mean):
         raise FloatingPointError(f"{desc}: training loss became {mean}; lower train.*.lr or check the inputs")
-    return mean
+    return mean, float(heat_total) / max(n, 1)
 
 
-def _validate(model, source, va, batch_size, device, y) -> tuple[float, dict, np.ndarray, float]:
-    """(weighted score, per-label AUC, logits (n, 14), attention mass on the localizer instances).
+def _validate(model, source, va, batch_size, device, y) -> tuple[float, dict, np.ndarray, dict]:
+    """(weighted score, per-label AUC, logits (n, 14), localisation checks).
 
-    The last is the mean, over validation series with a localizer target, of the attention the
-    model puts on the instances that hold the aneurysm (uniform attention scores 1/K)."""
-    logits, attn = predict_batches(model, batches(source, va, 2 * batch_size, device))
+    The checks: ``attention_on_target``, the mean over validation series with a localizer target
+    of the attention the model puts on the instances that hold the aneurysm (uniform attention
+    scores 1/K); ``heat_hit_rate``, the share of (positive series, view) pairs whose heat-map peak
+    lies within 10 % of the image side of a localizer (``willis.train.heatmap.hit_rate``; NaN
+    without a heat head)."""
+    logits, attn, peaks = predict_batches(model, batches(source, va, 2 * batch_size, device))
     score, auc = weighted_score(y, logits)
     d = source.data
     mask = d.attn_mask[va]
     on_target = float((attn[mask] * (d.attn_target[va][mask] > 0)).sum(axis=1).mean()) if mask.any() \
         and attn.shape[1] == d.attn_target.shape[1] else float("nan")
-    return score, auc, logits, on_target
+    hits = float("nan")
+    if peaks is not None:
+        hits = hit_rate(peaks, d.points[va])
+    return score, auc, logits, {"attention_on_target": on_target, "heat_hit_rate": hits}
 
 
 def _finite_or_none(v: float):
@@ -172,22 +181,26 @@ def train_family(params, family: str, store_path: str | Path, index_dir: str | P
         try:
             for epoch in range(epochs):
                 order = distributed.shard(tr[epoch_indices(weights, len(tr), gen_sample).numpy()], info)
-                loss = _train_epoch(trained, source, order, p, loss_fn, opt, sched, gen_aug, device,
-                                    desc=f"train {family} {epoch + 1}/{epochs}")
+                loss, heat = _train_epoch(trained, source, order, p, loss_fn, opt, sched, gen_aug, device,
+                                          desc=f"train {family} {epoch + 1}/{epochs}")
                 distributed.sync_buffers(trained, info)
-                score, auc, logits, on_target = _validate(model, source, va, p.batch_size, device, data.y[va])
+                score, auc, logits, checks = _validate(model, source, va, p.batch_size, device, data.y[va])
                 present, locations = score_parts(auc)
-                history.append({"epoch": epoch, "loss": loss, "score": score, "auc_present": present,
-                                "auc_locations": locations, "attention_on_target": on_target})
-                if np.isfinite(on_target):
-                    live.log_metric("val/attention_on_target", on_target)
+                history.append({"epoch": epoch, "loss": loss, "heat_loss": heat, "score": score,
+                                "auc_present": present, "auc_locations": locations, **checks})
+                for name, v in checks.items():
+                    if np.isfinite(v):
+                        live.log_metric(f"val/{name}", v)
                 live.log_metric("train/loss", loss)
+                if p.heatmap and p.heat_weight > 0:
+                    live.log_metric("train/heat_loss", heat)
                 if np.isfinite(score):  # undefined (no positives in val) is not logged as a number
                     live.log_metric("val/score", score)
                 for name, v in auc.items():
                     if np.isfinite(v):  # a label without positives in val has no AUC: not logged as 0.5
                         live.log_metric(f"val/auc/{_slug(name)}", v)
-                log.info("%s epoch %d/%d: loss %.4f, val score %.4f", family, epoch + 1, epochs, loss, score)
+                log.info("%s epoch %d/%d: loss %.4f, val score %.4f, heat-map hits %.2f", family, epoch + 1,
+                         epochs, loss, score, checks["heat_hit_rate"])
                 if np.isfinite(score) and score > best["score"]:
                     best.update(score=score, epoch=epoch, state=copy.deepcopy(model.state_dict()),
                                 logits=logits, auc=auc)

@@ -13,7 +13,8 @@ from willis.models.heat import pool_images
 from willis.params.train import TrainParams
 from willis.train.augment import augment
 from willis.train.data import load_family_data
-from willis.train.heatmap import heat_loss, hit_rate, localizer_heat_loss, render, transform_points
+from willis.train.heatmap import (heat_loss, hit_rate, localizer_heat_loss, prior_peaks, render,
+                                  transform_points)
 
 L = len(LABELS)
 LMCA, RMCA = LABELS.index("Left Middle Cerebral Artery"), LABELS.index("Right Middle Cerebral Artery")
@@ -134,5 +135,11 @@ def test_hit_rate_by_hand():
     peaks[0] = [[0.55, 0.5], [0.9, 0.9], [0.5, 0.5]]                   # axial hit, coronal miss
     peaks[1] = [[0.8, 0.75], [0.2, 0.25], [0.5, 0.5]]                  # hit, hit, miss
     # series 2 has no point: not counted
-    assert hit_rate(peaks, pts) == pytest.approx(3 / 5)
+    assert hit_rate(peaks, pts, tolerance=0.1) == pytest.approx(3 / 5)
+    assert hit_rate(peaks, pts, tolerance=0.04) == pytest.approx(0 / 5)
     assert np.isnan(hit_rate(peaks[2:], pts[2:]))
+    # chance level: every series gets the training points' per-view median
+    prior = prior_peaks(pts[:2], 4)
+    assert prior.shape == (4, 3, 2)
+    np.testing.assert_allclose(prior[0, 0], [0.5, 0.5])          # median of 0.5, 0.2, 0.8
+    np.testing.assert_allclose(prior[3, 2], [0.8, 0.5])          # sagittal rows 1.5, 0.2, 0.8

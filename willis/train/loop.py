@@ -32,7 +32,7 @@ from willis.labels import LABELS
 from willis.models.checkpoint import arch_from_params, build_model, save_model
 from willis.train import distributed
 from willis.train.augment import augment
-from willis.train.heatmap import hit_rate, localizer_heat_loss
+from willis.train.heatmap import hit_rate, localizer_heat_loss, prior_peaks
 from willis.train.data import FamilyData, load_family_data
 from willis.train.loader import BatchSource, batches
 from willis.train.infer import autocast, logits_frame, predict_batches, resolve_device
@@ -100,18 +100,21 @@ def _validate(model, source, va, batch_size, device, y) -> tuple[float, dict, np
     The checks: ``attention_on_target``, the mean over validation series with a localizer target
     of the attention the model puts on the instances that hold the aneurysm (uniform attention
     scores 1/K); ``heat_hit_rate``, the share of (positive series, view) pairs whose heat-map peak
-    lies within 10 % of the image side of a localizer (``willis.train.heatmap.hit_rate``; NaN
-    without a heat head)."""
+    lies within 5 % of the image side of a localizer (``willis.train.heatmap.hit_rate``; NaN
+    without a heat head); ``heat_hit_rate_prior``, the same for a constant peak at the training
+    localizers' median (``willis.train.heatmap.prior_peaks``): the chance level to read it against."""
     logits, attn, peaks = predict_batches(model, batches(source, va, 2 * batch_size, device))
     score, auc = weighted_score(y, logits)
     d = source.data
     mask = d.attn_mask[va]
     on_target = float((attn[mask] * (d.attn_target[va][mask] > 0)).sum(axis=1).mean()) if mask.any() \
         and attn.shape[1] == d.attn_target.shape[1] else float("nan")
-    hits = float("nan")
+    hits = prior = float("nan")
     if peaks is not None:
         hits = hit_rate(peaks, d.points[va])
-    return score, auc, logits, {"attention_on_target": on_target, "heat_hit_rate": hits}
+        prior = hit_rate(prior_peaks(d.points[d.index("train")], len(va)), d.points[va])
+    return score, auc, logits, {"attention_on_target": on_target, "heat_hit_rate": hits,
+                                "heat_hit_rate_prior": prior}
 
 
 def _finite_or_none(v: float):

@@ -36,11 +36,11 @@ sys.path.insert(0, str(ROOT / "tests"))  # the synthetic store builder lives wit
 from willis.labels import LABELS  # noqa: E402
 from willis.models.checkpoint import arch_from_params, build_model  # noqa: E402
 from willis.params.train import TrainParams  # noqa: E402
-from willis.train.augment import augment  # noqa: E402
 from willis.train.data import load_family_data  # noqa: E402
 from willis.train.loader import BatchSource, batches  # noqa: E402
-from willis.train.infer import autocast, resolve_device  # noqa: E402
+from willis.train.infer import resolve_device  # noqa: E402
 from willis.train.losses import make_loss  # noqa: E402
+from willis.train.loop import batch_loss  # noqa: E402
 
 
 def _sync(device):
@@ -54,10 +54,7 @@ def run_steps(model, opt, loss_fn, p, batch_iter, device, gen) -> float:
     t = time.perf_counter()
     n = 0
     for b in batch_iter:
-        mip, inst, y, _ = augment(b["mip"], b["instances"], b["y"], p, gen)
-        with autocast(device):
-            out = model(mip, inst, b["modality_id"])
-            loss = loss_fn(out["logits"], y)
+        loss, _ = batch_loss(model, b, p, loss_fn, gen)  # the training loop's own step loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -63,30 +63,41 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
+def batch_loss(model, b: dict, p, loss_fn, gen_aug: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augment one device batch, run the model, return (total loss, heat-map loss term).
+
+    The total is the classification loss (+ the auxiliary attention loss for ``mil`` when on,
+    + ``heat_weight`` x the localizer heat-map loss when the model has a heat head). The one
+    definition of a training step's loss: the loop and ``benchmarks/bench_loader.py`` call it."""
+    mip, inst, y, points = augment(b["mip"], b["instances"], b["y"], p, gen_aug, b["points"])
+    with autocast(mip.device):
+        out = model(mip, inst, b["modality_id"])
+        loss = loss_fn(out["logits"], y)
+        heat = loss.new_zeros(())
+        if p.model == "mil" and p.aux_attention_weight > 0:
+            loss = loss + p.aux_attention_weight * attention_loss(out["attention"], b["attn_target"], b["attn_mask"])
+        if p.heatmap and p.heat_weight > 0:
+            heat = localizer_heat_loss(out, points, b["heat_mask"], p.heat_sigma)
+            loss = loss + p.heat_weight * heat
+    return loss, heat
+
+
 def _train_epoch(model, source, order, p, loss_fn, opt, sched, gen_aug, device, desc) -> tuple[float, float]:
     """One pass over ``order``; returns the mean total loss and the mean heat-map loss term."""
     model.train()
     total, heat_total, n = torch.zeros((), device=device), torch.zeros((), device=device), 0
     steps = math.ceil(len(order) / p.batch_size)
-    aux = p.aux_attention_weight if p.model == "mil" else 0.0
     bar = tqdm(batches(source, order, p.batch_size, device), total=steps, desc=desc, leave=False)
     for b in bar:
-        mip, inst, y, points = augment(b["mip"], b["instances"], b["y"], p, gen_aug, b["points"])
-        with autocast(device):
-            out = model(mip, inst, b["modality_id"])
-            loss = loss_fn(out["logits"], y)
-            if aux > 0:
-                loss = loss + aux * attention_loss(out["attention"], b["attn_target"], b["attn_mask"])
-            if p.heatmap and p.heat_weight > 0:
-                heat = localizer_heat_loss(out, points, b["heat_mask"], p.heat_sigma)
-                loss = loss + p.heat_weight * heat
-                heat_total = heat_total + heat.detach().float() * len(b["idx"])
+        loss, heat = batch_loss(model, b, p, loss_fn, gen_aug)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
         opt.step()
         sched.step()
-        total = total + loss.detach().float() * len(b["idx"])  # stays on the device: no per-step sync
+        # sums stay on the device: no per-step sync
+        total = total + loss.detach().float() * len(b["idx"])
+        heat_total = heat_total + heat.detach().float() * len(b["idx"])
         n += len(b["idx"])
     mean = float(total) / max(n, 1)
     if not math.isfinite(mean):

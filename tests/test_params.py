@@ -33,6 +33,8 @@ def test_repo_params_load():
         (("smoke",), "yes", "smoke: expected bool"),
         (("calibrate", "gate"), 1, "calibrate.gate: expected bool"),
         (("train", "mr", "model"), "resnet", "train.mr.model: expected one of"),
+        (("train", "ct", "input_size"), "big", "train.ct.input_size: expected int or null, got str"),
+        (("train", "mr", "heatmap"), "yes", "train.mr.heatmap: expected bool"),
         (("families",), ["ct", "pet"], "families: unknown family 'pet'"),
     ],
 )

@@ -28,6 +28,12 @@ class ParamsError(ValueError):
 
 
 def _type_name(tp: Any) -> str:
+    """``int`` -> 'int'; ``Optional[int]`` -> 'int or null'; ``Literal['a', 'b']`` -> "'a' or 'b'"."""
+    args = get_args(tp)
+    if get_origin(tp) is Literal:
+        return " or ".join(repr(a) for a in args)
+    if args and get_origin(tp) in (Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in args)
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 

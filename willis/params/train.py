@@ -65,6 +65,8 @@ class TrainParams:
     patience: int = 10                  # early stopping on the validation weighted score
     device: str = "auto"                # auto | cpu | cuda | cuda:N
     threads: int = 2                    # torch CPU threads (the reference box has 2 cores)
+    seed: Optional[int] = None          # training seed (init, sampling, augmentation); null: the global
+                                        # ``seed``, which also drives the dataset and the splits
 
 
 _FIELDS = (

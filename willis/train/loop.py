@@ -158,7 +158,8 @@ def train_family(params, family: str, store_path: str | Path, index_dir: str | P
 
     t0 = time.perf_counter()
     p = getattr(params.train, family)
-    _seed_everything(params.seed)
+    seed = params.seed if p.seed is None else p.seed  # a per-family training seed: seed-variance studies
+    _seed_everything(seed)
     torch.set_num_threads(p.threads)
     info, device = distributed.setup(resolve_device(p.device))
     try:
@@ -180,8 +181,8 @@ def train_family(params, family: str, store_path: str | Path, index_dir: str | P
         opt = torch.optim.AdamW(trained.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         steps = math.ceil(len(distributed.shard(tr, info)) / p.batch_size)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(p.warmup_epochs * steps, epochs * steps))
-        gen_sample = torch.Generator().manual_seed(params.seed)           # same global order on every rank
-        gen_aug = torch.Generator(device=device).manual_seed(params.seed + 1 + info.rank)
+        gen_sample = torch.Generator().manual_seed(seed)                  # same global order on every rank
+        gen_aug = torch.Generator(device=device).manual_seed(seed + 1 + info.rank)
         weights = series_weights(data.y[tr], p.sampler_power) if p.balanced_sampler else None
         log.info("%s: %s on %s, %d train / %d val series, %d epochs, %d skipped", family, p.model, device,
                  len(tr), len(va), epochs, len(data.skipped))
@@ -240,7 +241,7 @@ def train_family(params, family: str, store_path: str | Path, index_dir: str | P
                 "family": family, "arch": arch, "labels": list(LABELS), "modalities": data.vocab,
                 "channels": data.channels, "size": data.size, "instances": data.instances,
                 "project": data.store_params,
-                "params": dataclasses.asdict(p), "seed": params.seed, "smoke": params.smoke,
+                "params": dataclasses.asdict(p), "seed": seed, "smoke": params.smoke,
                 "data_hash": data.data_hash, "prior": prior, "best_epoch": best["epoch"] + 1,
                 "val_score": _finite_or_none(best["score"]),
                 "val_auc": {k: _finite_or_none(v) for k, v in best["auc"].items()},  # None: no positives

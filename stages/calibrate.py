@@ -32,7 +32,7 @@ def main() -> None:
         val_logits=f"{args.models}/{fam}/val_logits.parquet", out=f"{args.models}/{fam}/calibration.json",
         report=f"{args.reports}/{fam}.json", plot=f"{args.reports}/{fam}_reliability.png",
         family=fam, target_precision=p.target_precision, use_gate=p.gate, alphas=p.alphas,
-        ece_bins=p.ece_bins)
+        ece_bins=p.ece_bins, use_bias=p.bias)
     logging.info("calibrate %s: alpha=%s, %d label(s) flagged", fam, cal.alpha, len(cal.flags))
 
 

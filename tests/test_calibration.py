@@ -9,7 +9,7 @@ from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
 from willis.calibration import (
-    LOGIT_PREFIX, Calibration, best_f1_threshold, fit_calibration, fit_temperature, gate,
+    BIAS_BOUNDS, LOGIT_PREFIX, Calibration, best_f1_threshold, fit_calibration, fit_temperature, fit_temperature_bias, gate,
     precision_threshold, run_calibrate, validate_calibration,
 )
 from willis.evaluate.metrics import nll
@@ -93,7 +93,7 @@ def test_fit_calibration_flags_empty_labels_and_chooses_alpha():
     Y, Z = _val_set()
     cal = fit_calibration(Y, Z, "ct", 0.8, True, (0.0, 0.5, 1.0, 2.0))
     empty = LABELS[12]
-    assert cal.temperature[12] == 1.0 and cal.threshold[12] == 0.5 and empty in cal.flags
+    assert cal.temperature[12] == 1.0 and cal.bias[12] == 0.0 and cal.threshold[12] == 0.5 and empty in cal.flags
     table = cal.fit["alphas"]
     best = max(table, key=lambda a: table[a]["loc_auc_mean"])
     assert cal.alpha == float(best) and cal.alpha > 0  # gating helps here
@@ -103,7 +103,7 @@ def test_fit_calibration_flags_empty_labels_and_chooses_alpha():
     assert Y[pred, PRESENT_INDEX].mean() >= 0.8  # target precision met on validation
     off = fit_calibration(Y, Z, "ct", 0.8, False, (0.5, 1.0))
     assert off.alpha == 0.0 and not off.gate
-    assert np.allclose(off.apply(Z), expit(Z / off.temperature))
+    assert np.allclose(off.apply(Z), expit(Z / off.temperature + off.bias))
 
 
 def test_json_round_trip_and_validation(tmp_path):
@@ -143,3 +143,40 @@ def test_run_calibrate_writes_contracts(tmp_path):
     with pytest.raises(ValueError, match=r"bad.parquet: 1 row\(s\) with non-finite logits, e.g. \['1.3'\]"):
         run_calibrate(tmp_path / "bad.parquet", tmp_path / "c2.json", tmp_path / "r2.json",
                       tmp_path / "r2.png", "ct", 0.8, True, (0.0,), 10)
+
+
+def test_bias_recovers_a_known_shift_and_keeps_the_ranking():
+    """Logits lifted by +2 (as an asymmetric loss does): temperature alone cannot undo it, T + b can."""
+    rng = np.random.default_rng(5)
+    z = rng.normal(-1, 2, 20000)
+    y = (rng.random(20000) < expit(z)).astype(int)
+    lifted = 1.5 * (z + 2.0)                      # true map back: z = lifted / 1.5 - 2
+    T, b = fit_temperature_bias(lifted, y)
+    assert T == pytest.approx(1.5, rel=0.06) and b == pytest.approx(-2.0, abs=0.1)
+    t_only = expit(lifted / fit_temperature(lifted, y))
+    assert nll(y, expit(lifted / T + b)) < nll(y, t_only) - 0.01
+    assert roc_auc_score(y, expit(lifted / T + b)) == roc_auc_score(y, lifted)
+
+
+def test_bias_prior_keeps_a_rare_separable_label_off_the_bound():
+    # 2 positives of 60, perfectly separated, logits lifted to 3 and 5: maximum likelihood runs the
+    # bias to its bound (-10); the prior keeps it finite, still mapping negatives below 5 %
+    z = np.r_[np.full(58, 3.0), np.full(2, 5.0)]
+    y = np.r_[np.zeros(58, int), np.ones(2, int)]
+    assert fit_temperature_bias(z, y, prior_sd=1e6)[1] == pytest.approx(BIAS_BOUNDS[0])
+    T, b = fit_temperature_bias(z, y)
+    assert BIAS_BOUNDS[0] + 1 < b < -2 and expit(3.0 / T + b) < 0.05 < expit(5.0 / T + b)
+
+
+def test_schema_1_files_still_load_with_zero_bias(tmp_path):
+    Y, Z = _synthetic(400, 2.0, seed=9)
+    cal = fit_calibration(Y, Z, "ct", 0.8, True, (0.0, 1.0))
+    obj = cal.to_json()
+    assert obj["schema"] == "willis.calibration/2" and set(obj["bias"]) == set(LABELS)
+    obj["schema"] = "willis.calibration/1"
+    del obj["bias"]
+    (tmp_path / "old.json").write_text(json.dumps(obj))
+    old = Calibration.load(tmp_path / "old.json")
+    assert (old.bias == 0).all()
+    np.testing.assert_allclose(old.apply(Z), gate(expit(Z / cal.temperature), cal.alpha) if cal.gate
+                               else expit(Z / cal.temperature))

@@ -2,8 +2,14 @@
 
 Three steps, in this order, each per label (last axis in ``willis.labels.LABELS`` order):
 
-1. **Temperature**: ``p = sigmoid(z / T)`` with ``T > 0`` minimising the validation NLL (a bounded
-   1-D search over ``log T``). Dividing by a positive T is monotone, so it never changes a ranking.
+1. **Temperature and bias**: ``p = sigmoid(z / T + b)`` with ``T > 0`` and ``b`` minimising the
+   validation NLL plus a weak Gaussian prior on ``b`` (s.d. ``BIAS_PRIOR_SD`` logits: a label with
+   two positives cannot drag it far). With ``calibrate.bias: false``, ``b = 0`` (temperature
+   scaling alone: a bounded 1-D search over ``log T``). The bias matters because the default
+   Asymmetric Loss down-weights negatives, which lifts every probability: measured on the
+   synthetic default, validation Present probabilities never fell below ~0.45, which a
+   temperature (a scaling around logit 0) cannot move. Either map is monotone: rankings and AUCs
+   never change.
 2. **Present-gating** (locations only): ``p_loc <- p_loc * p_present ** alpha``. ``alpha`` is chosen
    among ``calibrate.alphas`` by the highest mean location ROC-AUC on validation (labels with both
    classes); ties (within ``ALPHA_TIE``) go to the lower mean location NLL, then the smaller alpha.
@@ -14,12 +20,13 @@ Three steps, in this order, each per label (last axis in ``willis.labels.LABELS`
    (if none does: the threshold of highest precision, flagged); each location at its best-F1
    threshold (ties: the smallest).
 
-A label without both classes in validation keeps ``T = 1`` and threshold 0.5 and is flagged.
+A label without both classes in validation keeps ``T = 1, b = 0`` and threshold 0.5 and is flagged.
+Files of schema ``willis.calibration/1`` (no ``bias``) still load, with ``b = 0``.
 
 ``calibration.json`` (``SCHEMA``)::
 
-    {"schema": "willis.calibration/1", "family": "ct", "labels": [14 names, LABELS order],
-     "temperature": {label: T > 0}, "threshold": {label: t in [0, 1]},
+    {"schema": "willis.calibration/2", "family": "ct", "labels": [14 names, LABELS order],
+     "temperature": {label: T > 0}, "bias": {label: b}, "threshold": {label: t in [0, 1]},
      "gate": bool, "alpha": float >= 0,
      "flags": {label: [reason, ...]},          # only labels with something to say
      "fit": {"n_series": int, "positives": {label: int}, "target_precision": float,
@@ -42,9 +49,12 @@ from scipy.special import expit
 from willis.evaluate.metrics import auc, ece, nll, nll_logits
 from willis.labels import LABELS, LOCATIONS, PRESENT, PRESENT_INDEX
 
-SCHEMA = "willis.calibration/1"
+SCHEMA = "willis.calibration/2"
+READABLE_SCHEMAS = ("willis.calibration/1", SCHEMA)  # /1: before the bias term (b = 0)
 LOGIT_PREFIX = "logit::"                # val_logits.parquet: column f"logit::{label}" per label
 LOG_T_BOUNDS = (math.log(0.05), math.log(20.0))  # T in [0.05, 20]: wider means a broken model
+BIAS_BOUNDS = (-10.0, 10.0)             # logits; a bias at a bound is flagged
+BIAS_PRIOR_SD = 2.0                     # Gaussian prior on the bias (logits): MAP, not ML, for rare labels
 ALPHA_TIE = 1e-6                        # mean AUCs closer than this are a tie
 DEFAULT_THRESHOLD = 0.5                 # labels without both classes in validation
 N_LOC = len(LOCATIONS)
@@ -74,6 +84,22 @@ def fit_temperature(z: np.ndarray, y: np.ndarray) -> float:
     res = minimize_scalar(lambda log_t: nll_logits(y, z / math.exp(log_t)),
                           bounds=LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-5})
     return float(math.exp(res.x))
+
+
+def fit_temperature_bias(z: np.ndarray, y: np.ndarray, prior_sd: float = BIAS_PRIOR_SD) -> tuple[float, float]:
+    """(T > 0, b) minimising the NLL of ``sigmoid(z / T + b)`` + ``b**2 / (2 prior_sd**2 n)``
+    (a Gaussian prior on b, per series), from the temperature-only fit as the starting point."""
+    from scipy.optimize import minimize
+
+    n = max(len(y), 1)
+
+    def objective(v):
+        return nll_logits(y, z / math.exp(v[0]) + v[1]) + v[1] ** 2 / (2 * prior_sd ** 2 * n)
+
+    start = np.array([math.log(fit_temperature(z, y)), 0.0])
+    res = minimize(objective, start, method="L-BFGS-B", bounds=[LOG_T_BOUNDS, BIAS_BOUNDS])
+    best = res.x if res.fun <= objective(start) else start  # never worse than temperature alone
+    return float(math.exp(best[0])), float(best[1])
 
 
 def gate(probs: np.ndarray, alpha: float) -> np.ndarray:
@@ -122,13 +148,18 @@ class Calibration:
     gate: bool = False
     flags: dict = field(default_factory=dict)
     fit: dict = field(default_factory=dict)
+    bias: np.ndarray = field(default_factory=lambda: np.zeros(len(LABELS)))  # (14,) logits
+
+    def scaled(self, logits: np.ndarray) -> np.ndarray:
+        """(N, 14) logits -> (N, 14) ``sigmoid(z / T + b)``, before gating."""
+        return expit(np.asarray(logits, dtype=float) / self.temperature + self.bias)  # (N, 14) / (14,)
 
     def apply(self, logits: np.ndarray) -> np.ndarray:
-        """(N, 14) logits -> (N, 14) probabilities: temperature, sigmoid, then Present-gating."""
+        """(N, 14) logits -> (N, 14) probabilities: temperature and bias, sigmoid, then Present-gating."""
         logits = np.asarray(logits, dtype=float)
         if logits.ndim != 2 or logits.shape[1] != len(LABELS):
             raise ValueError(f"calibration {self.family}: expected logits (N, {len(LABELS)}), got {logits.shape}")
-        probs = expit(logits / self.temperature)  # (N, 14) / (14,)
+        probs = self.scaled(logits)
         return gate(probs, self.alpha) if self.gate else probs
 
     def decide(self, probs: np.ndarray) -> np.ndarray:
@@ -138,6 +169,7 @@ class Calibration:
     def to_json(self) -> dict:
         return {"schema": SCHEMA, "family": self.family, "labels": list(LABELS),
                 "temperature": dict(zip(LABELS, map(float, self.temperature))),
+                "bias": dict(zip(LABELS, map(float, self.bias))),
                 "threshold": dict(zip(LABELS, map(float, self.threshold))),
                 "gate": self.gate, "alpha": float(self.alpha), "flags": self.flags, "fit": self.fit}
 
@@ -157,6 +189,7 @@ class Calibration:
         return cls(family=obj["family"], alpha=float(obj["alpha"]), gate=bool(obj["gate"]),
                    temperature=np.array([obj["temperature"][n] for n in LABELS], dtype=float),
                    threshold=np.array([obj["threshold"][n] for n in LABELS], dtype=float),
+                   bias=np.array([obj.get("bias", {}).get(n, 0.0) for n in LABELS], dtype=float),
                    flags=obj.get("flags", {}), fit=obj.get("fit", {}))
 
 
@@ -169,13 +202,18 @@ def validate_calibration(obj: dict, source: str = "calibration.json") -> None:
     need(isinstance(obj, dict), "<top>", "expected a JSON object")
     for key in ("schema", "family", "labels", "temperature", "threshold", "gate", "alpha"):
         need(key in obj, key, "missing")
-    need(obj["schema"] == SCHEMA, "schema", f"expected {SCHEMA!r}, got {obj['schema']!r}")
+    need(obj["schema"] in READABLE_SCHEMAS, "schema", f"expected one of {READABLE_SCHEMAS}, got {obj['schema']!r}")
+    if obj["schema"] == SCHEMA:
+        need(isinstance(obj.get("bias"), dict), "bias", "missing (schema /2 has a bias per label)")
     need(list(obj["labels"]) == list(LABELS), "labels", "must be willis.labels.LABELS in order")
     for name in LABELS:
         T = obj["temperature"].get(name)
         need(isinstance(T, (int, float)) and math.isfinite(T) and T > 0, f"temperature.{name}", f"must be > 0, got {T!r}")
         t = obj["threshold"].get(name)
         need(isinstance(t, (int, float)) and 0 <= t <= 1, f"threshold.{name}", f"must be in [0, 1], got {t!r}")
+        if "bias" in obj:
+            b = obj["bias"].get(name)
+            need(isinstance(b, (int, float)) and math.isfinite(b), f"bias.{name}", f"must be a finite number, got {b!r}")
     need(isinstance(obj["gate"], bool), "gate", "must be true/false")
     a = obj["alpha"]
     need(isinstance(a, (int, float)) and math.isfinite(a) and a >= 0, "alpha", f"must be >= 0, got {a!r}")
@@ -197,20 +235,25 @@ def _choose_alpha(Y: np.ndarray, P: np.ndarray, alphas) -> tuple[float, dict]:
 
 
 def fit_calibration(Y: np.ndarray, Z: np.ndarray, family: str, target_precision: float,
-                    use_gate: bool, alphas) -> Calibration:
-    """Fit temperatures, alpha and thresholds on validation truth Y (N, 14) and logits Z (N, 14)."""
+                    use_gate: bool, alphas, use_bias: bool = True) -> Calibration:
+    """Fit temperatures (and biases), alpha and thresholds on validation truth Y (N, 14) and logits Z (N, 14)."""
     flags: dict[str, list[str]] = {}
     both = [0 < Y[:, j].sum() < len(Y) for j in range(len(LABELS))]
-    T = np.ones(len(LABELS))
+    T, B = np.ones(len(LABELS)), np.zeros(len(LABELS))
     for j, name in enumerate(LABELS):
         if both[j]:
-            T[j] = fit_temperature(Z[:, j], Y[:, j])
+            if use_bias:
+                T[j], B[j] = fit_temperature_bias(Z[:, j], Y[:, j])
+            else:
+                T[j] = fit_temperature(Z[:, j], Y[:, j])
             if min(abs(math.log(T[j]) - b) for b in LOG_T_BOUNDS) < 1e-3:
                 flags.setdefault(name, []).append(f"temperature {T[j]:.3g} at its search bound")
+            if min(abs(B[j] - b) for b in BIAS_BOUNDS) < 1e-3:
+                flags.setdefault(name, []).append(f"bias {B[j]:.3g} at its search bound")
         else:
             flags.setdefault(name, []).append(
                 f"validation has {int(Y[:, j].sum())} positive(s) of {len(Y)}: T=1, threshold {DEFAULT_THRESHOLD}")
-    P = expit(Z / T)  # (N, 14)
+    P = expit(Z / T + B)  # (N, 14)
     candidates = tuple(alphas) if use_gate else (0.0,)
     alpha, alpha_table = _choose_alpha(Y, P, candidates)
     P = gate(P, alpha)
@@ -231,16 +274,16 @@ def fit_calibration(Y: np.ndarray, Z: np.ndarray, family: str, target_precision:
            "criterion": "alpha: max mean location ROC-AUC on validation, then min location NLL, then smallest",
            "alphas": alpha_table}
     return Calibration(family=family, temperature=T, threshold=thr, alpha=alpha, gate=use_gate,
-                       flags=flags, fit=fit)
+                       flags=flags, fit=fit, bias=B)
 
 
 def calibration_report(Y: np.ndarray, Z: np.ndarray, cal: Calibration, ece_bins: int) -> dict:
-    """ECE and NLL per label and pooled: raw sigmoid, after temperature, after gating (final)."""
-    stages = {"before": expit(Z), "temperature": expit(Z / cal.temperature), "after": cal.apply(Z)}
+    """ECE and NLL per label and pooled: raw sigmoid, after temperature (and bias), after gating (final)."""
+    stages = {"before": expit(Z), "temperature": cal.scaled(Z), "after": cal.apply(Z)}
     labels = {}
     for j, name in enumerate(LABELS):
         row = {"positives": int(Y[:, j].sum()), "temperature": float(cal.temperature[j]),
-               "threshold": float(cal.threshold[j])}
+               "bias": float(cal.bias[j]), "threshold": float(cal.threshold[j])}
         for s, P in stages.items():
             row[f"nll_{s}"], row[f"ece_{s}"] = nll(Y[:, j], P[:, j]), ece(Y[:, j], P[:, j], ece_bins)
         labels[name] = row
@@ -251,7 +294,8 @@ def calibration_report(Y: np.ndarray, Z: np.ndarray, cal: Calibration, ece_bins:
 
 
 def run_calibrate(val_logits: str | Path, out: str | Path, report: str | Path, plot: str | Path,
-                  family: str, target_precision: float, use_gate: bool, alphas, ece_bins: int) -> Calibration:
+                  family: str, target_precision: float, use_gate: bool, alphas, ece_bins: int,
+                  use_bias: bool = True) -> Calibration:
     """The ``calibrate`` stage for one family: fit on ``val_logits``, write json, report and plot."""
     from willis.evaluate.plots import reliability_diagram
 
@@ -259,7 +303,7 @@ def run_calibrate(val_logits: str | Path, out: str | Path, report: str | Path, p
     if df.empty:
         raise ValueError(f"{val_logits}: no validation series to calibrate on")
     Y, Z = frame_arrays(df, str(val_logits))
-    cal = fit_calibration(Y, Z, family, target_precision, use_gate, alphas)
+    cal = fit_calibration(Y, Z, family, target_precision, use_gate, alphas, use_bias)
     cal.save(out)
     rep = calibration_report(Y, Z, cal, ece_bins)
     Path(report).parent.mkdir(parents=True, exist_ok=True)

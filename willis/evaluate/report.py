@@ -75,7 +75,7 @@ def write_summary(path: str | Path, m: dict, *, smoke: bool, counts: pd.DataFram
          f"= 0.5 x AUC(Aneurysm Present) {fmt(m['auc_present'])} + 0.5 x mean location AUC "
          f"{fmt(m['auc_locations_mean'])} over {m['n_locations_used']} of 13 locations with both classes.",
          "", TEST_SPLIT_NOTE, "",
-         "Probabilities are calibrated on validation (temperature, Present-gating, thresholds: "
+         "Probabilities are calibrated on validation (temperature and bias, Present-gating, thresholds: "
          "`models/<family>/calibration.json`); the test split is used for nothing but these numbers.", "",
          "## Scores", ""]
     L += _table(["group", "series", "score", "95% CI", "AUC present", "mean location AUC (used)",

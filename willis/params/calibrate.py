@@ -1,4 +1,4 @@
-"""``calibrate``: temperature scaling, Present-gating, thresholds. Owned by willis/calibration.py."""
+"""``calibrate``: temperature (+ bias) scaling, Present-gating, thresholds. Owned by willis/calibration.py."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from willis.params import require
 @dataclass(frozen=True)
 class CalibrateParams:
     target_precision: float = 0.80   # Aneurysm Present threshold: smallest reaching this precision
+    bias: bool = True                # fit a per-label logit bias with the temperature (Platt scaling)
     gate: bool = True                # location probabilities gated by Present**alpha
     alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)  # candidates for alpha, chosen on validation
     ece_bins: int = 10               # equal-width bins of the ECE and the reliability diagram

@@ -10,7 +10,7 @@ The path is exactly the pipeline's, no second implementation:
     willis.decode_check.check_series    test decode, ok / partial / excluded    (stage ``decode_check``)
     willis.projections.project_series   streaming reorient + project            (stage ``project``)
     willis.train.infer.infer_arrays     the family's model -> 14 logits         (stages ``train``, ``evaluate``)
-    willis.calibration.Calibration      temperature, sigmoid, Present-gating    (stage ``calibrate``)
+    willis.calibration.Calibration      temperature + bias, sigmoid, Present-gating    (stage ``calibrate``)
 
 Projection uses the ``project`` params stored in the checkpoint's ``meta.json`` (what the model was
 trained on), never today's ``params.yaml``.

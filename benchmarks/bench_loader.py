@@ -75,6 +75,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="training steps per timed pass")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--model", default="mil", choices=["mil", "mip_cnn"],
+                    help="mil reads the K instances too: the heavier case for the loader")
     ap.add_argument("--input-size", type=int, default=64, help="model input size; 0: the store's S")
     ap.add_argument("--device", default="auto", help="auto: CUDA when available")
     ap.add_argument("--threads", type=int, default=2)
@@ -96,7 +98,8 @@ def main() -> None:
     ram = load_family_data(args.family, store, index, ram_limit_gb=1e9)
     bulk_s = time.perf_counter() - t
     stream = load_family_data(args.family, store, index, ram_limit_gb=0.0)
-    p = TrainParams(width=args.width, input_size=args.input_size or None, batch_size=args.batch_size)
+    p = TrainParams(model=args.model, width=args.width, input_size=args.input_size or None,
+                    batch_size=args.batch_size)
     torch.manual_seed(0)
     model = build_model(arch_from_params(p, len(ram.channels), len(ram.vocab))).to(device)
     if device.type == "cuda":
@@ -106,8 +109,9 @@ def main() -> None:
     gen = torch.Generator(device=device).manual_seed(0)
     n_rows = args.steps * args.batch_size
     idx = np.random.default_rng(0).choice(len(ram.uids), size=n_rows, replace=n_rows > len(ram.uids))
-    src_ram, src_zarr = BatchSource(ram), BatchSource(stream)
-    src_gpu = BatchSource(ram, device=device)  # the default on a GPU: uint8 family resident there
+    mil = args.model == "mil"
+    src_ram, src_zarr = BatchSource(ram, need_instances=mil), BatchSource(stream, need_instances=mil)
+    src_gpu = BatchSource(ram, need_instances=mil, device=device)  # the default on a GPU: uint8 family resident there
     in_memory = list(batches(src_ram, idx, args.batch_size, device, prefetch=False))  # the same batches
 
     run_steps(model, opt, loss_fn, p, iter(in_memory), device, gen)  # warm-up (allocator, kernels)
@@ -126,7 +130,8 @@ def main() -> None:
     ram_amortised = steps_per_epoch / (steps_per_epoch / med["ram"] + bulk_s)
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
           f"{len(ram.uids)} series, batch {args.batch_size}, S={ram.size}, K={ram.instances}, "
-          f"C={len(ram.channels)}, input_size={args.input_size}, width={args.width}, {args.steps} steps x "
+          f"C={len(ram.channels)}, model {args.model} (heat maps {p.heatmap}), input_size={args.input_size}, "
+          f"width={args.width}, {args.steps} steps x "
           f"{args.repeats} repeats")
     print(f"steps/s  memory {med['memory']:.3f}   ram {med['ram']:.3f}   zarr {med['zarr']:.3f}")
     print(f"bulk read into RAM: {bulk_s:.2f} s ({ram.nbytes() / 2**20:.0f} MiB uint8)")

@@ -143,3 +143,17 @@ def test_hit_rate_by_hand():
     assert prior.shape == (4, 3, 2)
     np.testing.assert_allclose(prior[0, 0], [0.5, 0.5])          # median of 0.5, 0.2, 0.8
     np.testing.assert_allclose(prior[3, 2], [0.8, 0.5])          # sagittal rows 1.5, 0.2, 0.8
+
+
+def test_a_positive_whose_points_are_all_cropped_away_trains_no_maps(tmp_path):
+    fam = build_family(tmp_path, "mr", n=12, size=16, k=4, channels=1)
+    uid = next(iter(fam["truth_instance"]))
+    loc = fam["localizers"].copy()
+    i = loc.index[loc["SeriesInstanceUID"] == uid][0]
+    loc.at[i, "patient"] = [500.0, 500.0, 500.0]        # far outside the ROI in every view
+    loc.to_parquet(fam["index"] / "localizers.parquet")
+    d = load_family_data("mr", fam["store"], fam["index"])
+    row = d.uids.index(uid)
+    assert d.points[row, 0, 0] >= 0                      # the point is kept (and reported) ...
+    assert not d.heat_mask[row]                          # ... but the series' maps are not trained
+    assert d.heat_mask[[j for j in range(len(d.uids)) if j != row]].all()

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from willis.index import scan_all, scan_series
+from willis.index.scan import scan_all, scan_series
 from willis.synth.dicom_writer import geometry_for, uid_from, write_series
 
 

@@ -6,7 +6,7 @@
 Writes a synthetic head CTA (skull, brain, a contrast-filled vessel loop; HU via slope/intercept)
 with the project's DICOM writer into a temp dir, then runs, in a FRESH child process (so its peak
 RSS is predict's alone): model-bundle load, then ``--repeats`` times a bare decode pass
-(``scan_series`` + ``willis.dicomio.iter_frames`` over every slice: the pipeline's decode) and a
+(``scan_series`` + ``willis.dicom.frames.iter_frames`` over every slice: the pipeline's decode) and a
 full ``predict()``. Printed: medians (first call, with CUDA/cuDNN warm-up, shown apart) of
 
     scan      header scan (index.scan_series)
@@ -105,8 +105,8 @@ def child(series: Path, models: Path, device: str, repeats: int) -> dict:
     import torch
 
     from willis import predict as P
-    from willis.dicomio import iter_frames
-    from willis.index import scan_series
+    from willis.dicom.frames import iter_frames
+    from willis.index.scan import scan_series
 
     rss_start = _rss_mb()
     t = time.perf_counter()

@@ -48,7 +48,7 @@ def head_fn(x, y, z):
 
 
 def write_ct(root: Path, name: str, n: int, matrix: int, encoding: str = "explicit") -> pd.DataFrame:
-    from willis.index import scan_series
+    from willis.index.scan import scan_series
     from willis.synth.dicom_writer import geometry_for, sample_world, uid_from, write_series
 
     folder = root / "series" / name
@@ -67,7 +67,7 @@ def bare_decode(root: Path, files: pd.DataFrame) -> None:
 
 def iter_only(root: Path, files: pd.DataFrame) -> None:
     """The decode path projection uses (pydicom pixel API, rescale to float32), nothing else."""
-    from willis.dicomio import iter_frames
+    from willis.dicom.frames import iter_frames
 
     for _ in iter_frames(files, root):
         pass
@@ -90,7 +90,7 @@ def vm_hwm_mb() -> float:
 
 def rss_child(root: str, name: str) -> None:
     """Subprocess entry: project one series, print peak RSS (MB) before (imports, file table) and after."""
-    from willis.index import scan_series
+    from willis.index.scan import scan_series
     from willis.params.project import ProjectParams
 
     import willis.projections.streaming  # noqa: F401  (imports counted in the base)
@@ -178,7 +178,7 @@ def main() -> None:
             t_iter.append(median_time(lambda: iter_only(root, files), 1))
             t_proj.append(median_time(lambda: project(root, files, params), 1))
         t_dec, t_iter, t_proj = (statistics.median(t) for t in (t_dec, t_iter, t_proj))
-        print(f"[1] {enc:8s} {n_small} slices: bare decode {t_dec:.3f} s, dicomio.iter_frames alone {t_iter:.3f} s, "
+        print(f"[1] {enc:8s} {n_small} slices: bare decode {t_dec:.3f} s, iter_frames alone {t_iter:.3f} s, "
               f"project {t_proj:.3f} s; project / bare decode {t_proj / t_dec:.2f} (goal <= 1.2), "
               f"iter_frames / bare decode {t_iter / t_dec:.2f}, project / iter_frames {t_proj / t_iter:.2f}")
 

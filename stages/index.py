@@ -3,7 +3,7 @@
 Runs as ``dvc repro index`` (or directly: ``python stages/index.py [--params params.yaml]``).
 Reads ``<data.root>/train.csv``, ``train_localizers.csv`` and the headers of
 ``<data.root>/series/*/*``; writes ``<index.out>/{series,files,localizers}.parquet`` (schema:
-``willis/index.py``). Does not read the top-level ``smoke`` param: the ``smoke`` column is always
+``willis/index/tables.py``). Does not read the top-level ``smoke`` param: the ``smoke`` column is always
 written, and the stages that honour ``smoke`` read it (keeps DVC's run-cache effective).
 
     python stages/index.py && python -c "import pandas as pd; print(pd.read_parquet('data/index/series.parquet').split.value_counts())"
@@ -16,7 +16,7 @@ import json
 import logging
 
 import willis.params
-from willis.index import build_index
+from willis.index.tables import build_index
 
 
 def main() -> None:

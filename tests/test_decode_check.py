@@ -186,7 +186,7 @@ def test_multiframe_file_with_one_corrupt_frame_names_that_frame(tmp_path):
 
 
 def test_a_crashing_folder_scan_is_reported_and_excluded_not_fatal(tmp_path, monkeypatch):
-    import willis.index as index
+    import willis.index.scan as index
 
     root = tmp_path / "d"
     write_one(root, "1.4.1")

@@ -1,4 +1,4 @@
-"""willis.dicomio: headers, geometry (single- and multi-frame) and streamed, rescaled frames."""
+"""willis.dicom: headers, geometry (single- and multi-frame) and streamed, rescaled frames."""
 
 import shutil
 from pathlib import Path
@@ -9,8 +9,8 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from willis.dicomio import (AXIAL_ORIENTATION, DicomReadError, fill_geometry, frame_headers, iter_frames,
-                            plane_of, read_frames, read_header, scan_file)
+from willis.dicom import (AXIAL_ORIENTATION, DicomReadError, fill_geometry, frame_headers, iter_frames,
+                          plane_of, read_frames, read_header, scan_file)
 from willis.index import scan_series
 from willis.synth.dicom_writer import geometry_for, write_series
 

@@ -196,7 +196,7 @@ def test_two_series_uids_in_one_folder_keep_the_larger(tmp_path):
 
 
 def test_iter_frames_reads_the_written_parquet_like_the_scanner_output(dataset, tmp_path):
-    from willis.dicomio import iter_frames
+    from willis.dicom import iter_frames
 
     build_index(dataset, tmp_path / "i", workers=1, val_fraction=0.25, test_fraction=0.25, smoke_sizes={}, seed=0)
     files = pd.read_parquet(tmp_path / "i" / "files.parquet")

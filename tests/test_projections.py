@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from test_projections_phantoms import TARGET, TARGET_R, geometry, small_params, write_phantom
 
-from willis.dicomio import iter_frames
+from willis.dicom.frames import iter_frames
 from willis.projections import patient_to_view
 from willis.projections.geometry import X, Y, Z
 from willis.projections.streaming import ProjectionError, accumulate_series, project_series

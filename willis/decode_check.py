@@ -36,14 +36,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from willis.dicomio import DicomReadError, is_pixel_problem, read_frames
+from willis.dicom.frames import read_frames
+from willis.dicom.header import DicomReadError, is_pixel_problem
 
 log = logging.getLogger(__name__)
 
 STATUSES = ("ok", "partial", "excluded")
 MAX_LISTED = 20            # per reason kind, files named in one series' reasons (then "... and N more")
 MAX_ASIDE_DECODES = 3      # set-aside frames test-decoded per series
-# geometry flags (willis.index / willis.dicomio) that make a series unusable; the rest are fallbacks
+# geometry flags (willis.index / willis.dicom) that make a series unusable; the rest are fallbacks
 EXCLUDING_FLAGS = {"positions_identical": "all frames at one position", "no_usable_frames": "no usable frame",
                    "scan_failed": "the header scan failed"}
 

@@ -1,4 +1,4 @@
-"""``index``: header-only series index and reproducible splits. Owned by willis/index.py."""
+"""``index``: header-only series index and reproducible splits. Owned by willis/index/."""
 
 from __future__ import annotations
 

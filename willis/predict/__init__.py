@@ -117,7 +117,7 @@ def prepare(series_path: str | Path, project_params_for, prep: Prepared | None =
     so a caller still sees the family and reasons found before a SeriesError.
     """
     from willis.decode_check import check_series
-    from willis.index import scan_series
+    from willis.index.scan import scan_series
     from willis.projections.streaming import project_series
 
     folder = _folder(series_path)

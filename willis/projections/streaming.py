@@ -2,7 +2,7 @@
 
 Memory: one decoded frame, its pooled copy and the accumulators (bounded by ``project.grid`` and
 ``project.slab_bins``, see ``accumulate.accumulator_bytes``), never the volume; flat in the number
-of slices. Every decode goes through ``willis.dicomio.iter_frames`` (all transfer syntaxes,
+of slices. Every decode goes through ``willis.dicom.frames.iter_frames`` (all transfer syntaxes,
 Enhanced multi-frame), so every encoding of a phantom gives the same projection.
 
     >>> proj = project_series(series_row, files_of_series, "data/synthetic", params.project, "ct")
@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from willis.dicomio import iter_frames
+from willis.dicom.frames import iter_frames
 from willis.params.project import ProjectParams
 from willis.projections.accumulate import Accumulated, Accumulator
 from willis.projections.geometry import series_geometry

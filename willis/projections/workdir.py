@@ -24,7 +24,7 @@ from willis.params.project import ProjectParams
 
 log = logging.getLogger(__name__)
 
-HASHED_CODE = ("willis/projections", "willis/dicomio.py")
+HASHED_CODE = ("willis/projections", "willis/dicom")
 # how a run is executed, not what it makes: kept out of the work hash and the store attrs (so the
 # stores are byte-identical whatever the worker count or executor)
 RUN_ONLY_KEYS = ("workers", "executor", "scheduler", "work", "out", "montage_series")

@@ -75,15 +75,21 @@ def test_killed_run_resumes_to_the_clean_result(dataset, monkeypatch):
     _, resumed = _run(root, "killed")
     assert resumed["totals"] == {**clean["totals"], "seconds": resumed["totals"]["seconds"]}
     assert not any((root / "killed" / "work").iterdir())  # work dir moved into the output
+    _assert_same_stores(root / "clean" / "out", root / "killed" / "out")
     for fam in ("ct", "mr"):
-        a = load_family(root / "clean" / "out" / f"{fam}.zarr")
-        b = load_family(root / "killed" / "out" / f"{fam}.zarr")
+        validate_store(root / "killed" / "out" / f"{fam}.zarr")
+
+
+def _assert_same_stores(a_dir, b_dir):
+    """Both families' stores hold the same series, bytes and per-series attrs."""
+    for fam in ("ct", "mr"):
+        a = load_family(a_dir / f"{fam}.zarr")
+        b = load_family(b_dir / f"{fam}.zarr")
         assert a.uids == b.uids
         np.testing.assert_array_equal(a.mip, b.mip)
         np.testing.assert_array_equal(a.instances, b.instances)
         np.testing.assert_array_equal(a.instance_z, b.instance_z)
         assert a.series == b.series
-        validate_store(root / "killed" / "out" / f"{fam}.zarr")
 
 
 def test_store_contents_and_localizer(dataset):
@@ -115,11 +121,4 @@ def test_dask_executor_writes_the_same_store(dataset):
         _run(root, "clean")
     _, rep = _run(root, "dask", executor="dask", workers=2)
     assert rep["failed"].keys() == {"1.2.840.4"}
-    for fam in ("ct", "mr"):
-        a = load_family(root / "clean" / "out" / f"{fam}.zarr")
-        b = load_family(root / "dask" / "out" / f"{fam}.zarr")
-        assert a.uids == b.uids
-        np.testing.assert_array_equal(a.mip, b.mip)
-        np.testing.assert_array_equal(a.instances, b.instances)
-        np.testing.assert_array_equal(a.instance_z, b.instance_z)
-        assert a.series == b.series
+    _assert_same_stores(root / "clean" / "out", root / "dask" / "out")

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 from scipy.special import expit
 
 from willis.evaluate.metrics import auc, ece, nll, nll_logits
@@ -89,8 +89,6 @@ def fit_temperature(z: np.ndarray, y: np.ndarray) -> float:
 def fit_temperature_bias(z: np.ndarray, y: np.ndarray, prior_sd: float = BIAS_PRIOR_SD) -> tuple[float, float]:
     """(T > 0, b) minimising the NLL of ``sigmoid(z / T + b)`` + ``b**2 / (2 prior_sd**2 n)``
     (a Gaussian prior on b, per series), from the temperature-only fit as the starting point."""
-    from scipy.optimize import minimize
-
     n = max(len(y), 1)
 
     def objective(v):

@@ -208,7 +208,7 @@ def worst_series(pr: Predictions, k: int) -> pd.DataFrame:
 def _heat_and_points(worst: pd.DataFrame, projections: Path, models: Path | None,
                      index_dir: Path | None) -> tuple[dict, dict]:
     """Per worst series: the model's Present heat map (3, h, w) and the annotated points (n, 3, 2),
-    where a heat head and localizers exist; {} otherwise. Figures only: a failure is logged."""
+    where a heat head and localizers exist; {} otherwise (unreadable series get neither)."""
     from willis.projections.store import open_store
     from willis.train.data import localizer_targets
     from willis.train.heatmap import VIEW_SLICES
@@ -219,7 +219,7 @@ def _heat_and_points(worst: pd.DataFrame, projections: Path, models: Path | None
         and (index_dir / "localizers.parquet").exists() else None
     for fam, rows in worst.groupby("family"):
         store = projections / f"{fam}.zarr"
-        uids = [u for u in rows["SeriesInstanceUID"] if u in readable(store, [u])[0]]
+        uids = readable(store, rows["SeriesInstanceUID"].tolist())[0]
         if not uids:
             continue
         if models is not None and (models / fam / "meta.json").exists():

@@ -55,6 +55,18 @@ class HeatHead(nn.Module):
         return self.body(coord_channels(features))
 
 
+def encode_images(backbone: nn.Module, heat: HeatHead | None, x: torch.Tensor):
+    """(B, n, C, S, S) -> embeddings (B, n, D) and, with a heat head, maps (B, n, 14, h, w) (else None).
+
+    One backbone pass serves both: the heat head reads the backbone's stride-8 feature map."""
+    b, n = x.shape[:2]
+    if heat is None:
+        return backbone(x.flatten(0, 1)).view(b, n, -1), None
+    emb, fmap = backbone.forward_maps(x.flatten(0, 1))       # (B*n, D), (B*n, F, h, w)
+    maps = heat(fmap)
+    return emb.view(b, n, -1), maps.view(b, n, *maps.shape[1:])
+
+
 def image_max(maps: torch.Tensor) -> torch.Tensor:
     """(B, N, L, h, w) cell logits -> (B, N, L): the strongest cell of each channel of each image."""
     return maps.flatten(3).amax(dim=3)

@@ -23,7 +23,7 @@ from torch import nn
 from willis.labels import LOCATIONS
 from willis.labels import LABELS
 from willis.models.backbone import LabelHeads, make_backbone
-from willis.models.heat import HeatHead, HeatReadout, pool_images
+from willis.models.heat import HeatHead, HeatReadout, encode_images, pool_images
 
 N_VIEWS = 3  # axial, coronal, sagittal
 
@@ -58,28 +58,18 @@ class AttentionMIL(nn.Module):
             fused += N_VIEWS * embed_dim
         self.heads = LabelHeads(fused, n_modalities, modality_dim, len(LOCATIONS), dropout)
         self.heatmap = heatmap
+        self.heat = HeatHead(self.backbone.map_channels, len(LABELS)) if heatmap else None
         if heatmap:
-            self.heat = HeatHead(self.backbone.map_channels, len(LABELS))
             self.readout = HeatReadout(len(LABELS))
 
-    def _encode(self, x: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, n, C, S, S) -> embeddings (B, n, D) and heat maps (B, n, 14, h, w) or None."""
-        b = x.shape[0]
-        if not self.heatmap:
-            return self.backbone(x.flatten(0, 1)).view(b, n, -1), None
-        emb, fmap = self.backbone.forward_maps(x.flatten(0, 1))
-        heat = self.heat(fmap)
-        return emb.view(b, n, -1), heat.view(b, n, *heat.shape[1:])
-
     def forward(self, mip: torch.Tensor, instances: torch.Tensor, modality_id: torch.Tensor) -> dict:
-        b, k = instances.shape[:2]
         out = {}
-        h, heat_inst = self._encode(instances, k)                # (B, K, D), (B, K, 14, h, w)
+        h, heat_inst = encode_images(self.backbone, self.heat, instances)  # (B, K, D), (B, K, 14, h, w)
         attn = self.attention(h)                                  # (B, K)
         z = torch.einsum("bk,bkd->bd", attn, h)                  # (B, D)
         heat_views = None
         if self.include_mips or self.heatmap:
-            m, heat_views = self._encode(mip, N_VIEWS)           # (B, 3, D), (B, 3, 14, h, w)
+            m, heat_views = encode_images(self.backbone, self.heat, mip)  # (B, 3, D), (B, 3, 14, h, w)
         if self.include_mips:
             m = m + self.view_embed
             z = torch.cat([z, m.flatten(1)], dim=1)              # (B, D + 3D)

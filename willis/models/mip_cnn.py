@@ -17,7 +17,7 @@ from torch import nn
 from willis.labels import LOCATIONS
 from willis.labels import LABELS
 from willis.models.backbone import LabelHeads, make_backbone
-from willis.models.heat import HeatHead, HeatReadout, pool_images
+from willis.models.heat import HeatHead, HeatReadout, encode_images, pool_images
 
 N_VIEWS = 3  # axial, coronal, sagittal
 
@@ -32,23 +32,18 @@ class MipCNN(nn.Module):
         self.view_embed = nn.Parameter(torch.zeros(N_VIEWS, embed_dim))
         self.heads = LabelHeads(N_VIEWS * embed_dim, n_modalities, modality_dim, len(LOCATIONS), dropout)
         self.heatmap = heatmap
+        self.heat = HeatHead(self.backbone.map_channels, len(LABELS)) if heatmap else None
         if heatmap:
-            self.heat = HeatHead(self.backbone.map_channels, len(LABELS))
             self.readout = HeatReadout(len(LABELS))
 
     def forward(self, mip: torch.Tensor, instances: torch.Tensor, modality_id: torch.Tensor) -> dict:
         b = mip.shape[0]
+        emb, heat_views = encode_images(self.backbone, self.heat, mip)   # (B, 3, D), (B, 3, 14, h, w)
+        logits = self.heads((emb + self.view_embed).flatten(1), modality_id)  # (B, 14)
         out = {}
         if self.heatmap:
-            emb, fmap = self.backbone.forward_maps(mip.flatten(0, 1))      # (B*3, D), (B*3, F, h, w)
-            heat = self.heat(fmap)
-            out["heat_views"] = heat.view(b, N_VIEWS, *heat.shape[1:])      # (B, 3, 14, h, w)
-        else:
-            emb = self.backbone(mip.flatten(0, 1))
-        m = emb.view(b, N_VIEWS, -1) + self.view_embed                     # (B, 3, D)
-        logits = self.heads(m.flatten(1), modality_id)                     # (B, 14)
-        if self.heatmap:
-            logits = logits + self.readout(pool_images(out["heat_views"].float()))
+            out["heat_views"] = heat_views
+            logits = logits + self.readout(pool_images(heat_views.float()))
         k = instances.shape[1]
         attn = torch.full((b, k), 1.0 / max(k, 1), device=mip.device, dtype=logits.dtype)
         return {"logits": logits, "attention": attn, **out}

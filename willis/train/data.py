@@ -25,7 +25,7 @@ from willis.labels import LABELS, PRESENT_INDEX
 from willis.models.checkpoint import modality_vocab
 from willis.projections.store import load_family, open_store
 from willis.projections.views import VIEWS, patient_to_view
-from willis.train.heatmap import N_COLS
+from willis.train.heatmap import N_COLS, visible
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +102,6 @@ def localizer_targets(uids: list[str], series_attrs: dict, loc: pd.DataFrame, k:
     return target, mask, points
 
 
-def _has_visible_point(points: np.ndarray) -> np.ndarray:
-    """(N,) bool: at least one localizer lands inside at least one view (a positive whose every
-    point was cropped away must not train its maps towards "nothing here")."""
-    rc = points[:, :, 2:].reshape(*points.shape[:2], 3, 2)               # (N, P, view, row/col)
-    inside = ((rc >= 0) & (rc < 1)).all(axis=3).any(axis=2)              # (N, P)
-    return (inside & (points[:, :, 0] >= 0)).any(axis=1)
-
-
 def data_hash(uids, split, y, modality, store_attrs: dict, attn_target) -> str:
     """Identity of the training inputs: uids, splits, labels, sub-modalities, the store's per-series
     attrs and params, and the localizer targets (not the pixel bytes: hashing GBs per run is waste,
@@ -169,7 +161,8 @@ def load_family_data(family: str, store_path: str | Path, index_dir: str | Path,
         family=family, store_path=store_path, uids=uids, modality=modality,
         modality_id=np.array([vocab.index(m) for m in modality], dtype=np.int64), vocab=vocab,
         split=split, y=y, attn_target=target, attn_mask=mask, points=points,
-        heat_mask=(y[:, PRESENT_INDEX] == 0) | _has_visible_point(points),
+        # a positive whose every point was cropped away must not train its maps towards "nothing here"
+        heat_mask=(y[:, PRESENT_INDEX] == 0) | visible(points).any(axis=(1, 2)),
         channels=list(attrs["channels"]),
         size=int(attrs["size"]), instances=k, skipped=skipped,
         data_hash=data_hash(uids, split, y, modality, attrs, np.concatenate([target, points.reshape(len(uids), -1)], 1)),

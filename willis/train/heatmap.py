@@ -128,14 +128,21 @@ def localizer_heat_loss(out: dict, points: torch.Tensor, mask: torch.Tensor, sig
     return total / n_pos.clamp(min=1).to(total.dtype)
 
 
+def visible(points: np.ndarray) -> np.ndarray:
+    """(N, P, 8) -> (N, P, 3) bool: a real point (label >= 0) inside the image of each view."""
+    rc = points[..., 2:].reshape(*points.shape[:-1], 3, 2)               # (N, P, view, row/col)
+    return ((rc >= 0) & (rc < 1)).all(axis=-1) & (points[..., LABEL] >= 0)[..., None]
+
+
 def hit_rate(peaks: np.ndarray, points: np.ndarray, tolerance: float = HIT_TOLERANCE) -> float:
     """Share of (series, view) pairs whose heat-map peak lies within ``tolerance`` (a fraction of
     the image side) of one of the series' points, over series with a point inside that view; NaN
     if there is none. peaks (N, 3, 2) and points (N, P, 8), normalised coordinates."""
     hits, total = 0, 0
+    seen = visible(points)                                                     # (N, P, 3)
     for v, sl in enumerate(VIEW_SLICES):
         rc = points[:, :, sl]                                                  # (N, P, 2)
-        ok = (points[:, :, LABEL] >= 0) & ((rc >= 0) & (rc < 1)).all(axis=2)    # (N, P)
+        ok = seen[:, :, v]                                                     # (N, P)
         d = np.linalg.norm(rc - peaks[:, None, v, :], axis=2)                  # (N, P)
         d = np.where(ok, d, np.inf)
         has = ok.any(axis=1)

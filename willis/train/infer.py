@@ -124,34 +124,38 @@ def logits_for(model_dir: str | Path, store_path: str | Path, uids: Sequence[str
     _check_geometry(meta, attrs["channels"], (len(attrs["channels"]), attrs["size"], attrs["size"]),
                     str(store_path))
     ids = _modality_ids(meta, modality, uids)
-    out = []
-    for i in range(0, len(uids), batch_size):  # bounded memory: one batch of uint8 rows at a time
-        arr = load_family(store_path, uids[i:i + batch_size])
-        with torch.no_grad(), autocast(dev):
-            res = model(torch.from_numpy(arr.mip).to(dev).float().div_(255.0),
-                        torch.from_numpy(arr.instances).to(dev).float().div_(255.0),
-                        torch.from_numpy(ids[i:i + batch_size]).to(dev))
-        out.append(res["logits"].float().cpu().numpy())
+    out = [res["logits"].float().cpu().numpy()
+           for res in _store_outputs(model, store_path, uids, ids, batch_size)]
     logits = np.concatenate(out) if out else np.zeros((0, len(LABELS)), np.float32)
     return logits_frame(uids, modality, logits)
 
 
+@torch.no_grad()
+def _store_outputs(model: torch.nn.Module, store_path: str | Path, uids: list[str], ids: np.ndarray,
+                   batch_size: int):
+    """Yield the model's output dict per batch of ``uids`` read from the store; bounded memory:
+    one batch of uint8 rows at a time. ``ids`` (n,) are the modality ids of ``uids``."""
+    dev = next(model.parameters()).device
+    for i in range(0, len(uids), batch_size):
+        arr = load_family(store_path, uids[i:i + batch_size])
+        with autocast(dev):
+            yield model(torch.from_numpy(arr.mip).to(dev).float().div_(255.0),
+                        torch.from_numpy(arr.instances).to(dev).float().div_(255.0),
+                        torch.from_numpy(ids[i:i + batch_size]).to(dev))
+
+
 def heat_maps_for(model_dir: str | Path, store_path: str | Path, uids: Sequence[str],
-                  modalities: Mapping[str, str], device: str = "auto") -> np.ndarray | None:
+                  modalities: Mapping[str, str], device: str = "auto", batch_size: int = 32) -> np.ndarray | None:
     """Aneurysm Present heat maps (n, 3, h, w), probabilities, of the checkpoint's heat head for
     ``uids`` (views axial, coronal, sagittal; h = w = input size / 8), or None when the model has
-    no heat head. For figures: a handful of series, read in one piece."""
-    dev = resolve_device(device)
-    model, meta = load_model(model_dir, dev)
+    no heat head."""
+    model, meta = load_model(model_dir, resolve_device(device))
     if not getattr(model, "heatmap", False) or not uids:
         return None
     uids = list(uids)
-    arr = load_family(store_path, uids)
-    ids = torch.from_numpy(_modality_ids(meta, [modalities[u] for u in uids], uids)).to(dev)
-    with torch.no_grad(), autocast(dev):
-        out = model(torch.from_numpy(arr.mip).to(dev).float().div_(255.0),
-                    torch.from_numpy(arr.instances).to(dev).float().div_(255.0), ids)
-    return torch.sigmoid(out["heat_views"][:, :, PRESENT_INDEX].float()).cpu().numpy()
+    ids = _modality_ids(meta, [modalities[u] for u in uids], uids)
+    return np.concatenate([torch.sigmoid(res["heat_views"][:, :, PRESENT_INDEX].float()).cpu().numpy()
+                           for res in _store_outputs(model, store_path, uids, ids, batch_size)])
 
 
 @torch.no_grad()

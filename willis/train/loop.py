@@ -105,7 +105,8 @@ def _train_epoch(model, source, order, p, loss_fn, opt, sched, gen_aug, device, 
     return mean, float(heat_total) / max(n, 1)
 
 
-def _validate(model, source, va, batch_size, device, y) -> tuple[float, dict, np.ndarray, dict]:
+def _validate(model, source, va, batch_size, device, y, prior_hits: float = float("nan")
+              ) -> tuple[float, dict, np.ndarray, dict]:
     """(weighted score, per-label AUC, logits (n, 14), localisation checks).
 
     The checks: ``attention_on_target``, the mean over validation series with a localizer target
@@ -113,19 +114,16 @@ def _validate(model, source, va, batch_size, device, y) -> tuple[float, dict, np
     scores 1/K); ``heat_hit_rate``, the share of (positive series, view) pairs whose heat-map peak
     lies within 5 % of the image side of a localizer (``willis.train.heatmap.hit_rate``; NaN
     without a heat head); ``heat_hit_rate_prior``, the same for a constant peak at the training
-    localizers' median (``willis.train.heatmap.prior_peaks``): the chance level to read it against."""
+    localizers' median (``prior_hits``, computed once by the caller): the chance level to read it against."""
     logits, attn, peaks = predict_batches(model, batches(source, va, 2 * batch_size, device))
     score, auc = weighted_score(y, logits)
     d = source.data
     mask = d.attn_mask[va]
     on_target = float((attn[mask] * (d.attn_target[va][mask] > 0)).sum(axis=1).mean()) if mask.any() \
         and attn.shape[1] == d.attn_target.shape[1] else float("nan")
-    hits = prior = float("nan")
-    if peaks is not None:
-        hits = hit_rate(peaks, d.points[va])
-        prior = hit_rate(prior_peaks(d.points[d.index("train")], len(va)), d.points[va])
+    hits = hit_rate(peaks, d.points[va]) if peaks is not None else float("nan")
     return score, auc, logits, {"attention_on_target": on_target, "heat_hit_rate": hits,
-                                "heat_hit_rate_prior": prior}
+                                "heat_hit_rate_prior": prior_hits if peaks is not None else float("nan")}
 
 
 def _finite_or_none(v: float):
@@ -187,6 +185,8 @@ def train_family(params, family: str, store_path: str | Path, index_dir: str | P
         log.info("%s: %s on %s, %d train / %d val series, %d epochs, %d skipped", family, p.model, device,
                  len(tr), len(va), epochs, len(data.skipped))
 
+        # chance level of the heat-map hit rate: a constant peak at the training localizers' median
+        prior_hits = hit_rate(prior_peaks(data.points[tr], len(va)), data.points[va])
         best = {"score": -math.inf, "epoch": -1, "state": None, "logits": None, "auc": None}
         history = []
         if info.main:
@@ -199,7 +199,8 @@ def train_family(params, family: str, store_path: str | Path, index_dir: str | P
                 loss, heat = _train_epoch(trained, source, order, p, loss_fn, opt, sched, gen_aug, device,
                                           desc=f"train {family} {epoch + 1}/{epochs}")
                 distributed.sync_buffers(trained, info)
-                score, auc, logits, checks = _validate(model, source, va, p.batch_size, device, data.y[va])
+                score, auc, logits, checks = _validate(model, source, va, p.batch_size, device, data.y[va],
+                                                       prior_hits)
                 present, locations = score_parts(auc)
                 history.append({"epoch": epoch, "loss": loss, "heat_loss": heat, "score": score,
                                 "auc_present": present, "auc_locations": locations, **checks})

@@ -1,0 +1,126 @@
+"""fine_cnn: coordinates by hand, left-right equivariance of the flip TTA, pooling, and crops whose
+targets land on the planted sac under every augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from willis.labels import LABELS, PRESENT_INDEX, flip_permutation
+from willis.models.fine import FineModel, mirror_series, pixel_coords, slab_coords
+from willis.train.fine_crops import CropParams, make_batch
+
+L_MCA = LABELS.index("Left Middle Cerebral Artery")
+
+
+def test_coordinates_follow_the_store_conventions():
+    # axial slab 0 of 4 is the most superior: z = 1 - 1/4; row 0 is the most anterior, col 0 the
+    # patient's right (x ascending): pixel centres at -1 + (2i + 1) / F
+    c = slab_coords(0, 4, 8)
+    assert c.shape == (4, 3, 8, 8)
+    assert torch.allclose(c[0, 2], torch.full((8, 8), 0.75))
+    assert torch.allclose(c[3, 2], torch.full((8, 8), -0.75))
+    assert torch.isclose(c[0, 1, 0, 5], torch.tensor(-0.875)) and torch.isclose(c[0, 0, 5, 0], torch.tensor(-0.875))
+    assert torch.isclose(c[0, 0, 0, 7], torch.tensor(0.875))
+    co = slab_coords(1, 4, 8)          # coronal: slab -> y ascending, rows -> z descending
+    assert torch.isclose(co[0, 1, 3, 3], torch.tensor(-0.75)) and torch.isclose(co[0, 2, 0, 0], torch.tensor(0.875))
+    sa = slab_coords(2, 4, 8)          # sagittal: slab -> x ascending, cols -> y ascending
+    assert torch.isclose(sa[3, 0, 1, 1], torch.tensor(0.75)) and torch.isclose(sa[0, 1, 0, 7], torch.tensor(0.875))
+    # a window reaching past the image continues the same linear coordinates
+    w = pixel_coords(0, 4, 8, torch.tensor([1]), torch.arange(-2, 6.0).view(1, -1), torch.arange(4, 12.0).view(1, -1))
+    assert torch.isclose(w[0, 1, 0, 0], torch.tensor(-1.0 + (2 * -2 + 1) / 8))
+    assert torch.isclose(w[0, 0, 0, 7], torch.tensor(-1.0 + (2 * 11 + 1) / 8))
+
+
+def test_mirror_is_an_involution_and_moves_sagittal_slabs():
+    x = torch.rand(2, 3, 4, 2, 16, 16)
+    assert torch.equal(mirror_series(mirror_series(x)), x)
+    m = mirror_series(x)
+    assert torch.equal(m[:, 2, 0], x[:, 2, 3]) and torch.equal(m[:, 0, 1, :, :, 0], x[:, 0, 1, :, :, -1])
+
+
+def test_flip_tta_is_left_right_equivariant():
+    """With TTA, the mirrored series' logits are the series' logits with Left/Right swapped: exactly
+    what a patient mirror must do to the 14 labels (fails if the swap or the mirror is wrong)."""
+    torch.manual_seed(0)
+    model = FineModel(in_channels=2, n_modalities=2, n_slabs=4, size=32, width=8, stem=4, tta=True).eval()
+    x = torch.rand(3, 3, 4, 2, 32, 32)
+    ids = torch.tensor([0, 1, 0])
+    with torch.no_grad():
+        a = model(x, ids)["logits"]
+        b = model(mirror_series(x), ids)["logits"]
+        plain = model(x, ids, tta=False)["logits"]
+    perm = torch.tensor(flip_permutation())
+    assert torch.allclose(b, a[:, perm], atol=1e-5)
+    assert not torch.allclose(plain, model(mirror_series(x), ids, tta=False)["logits"][:, perm], atol=1e-5)
+
+
+def test_pool_is_mean_over_axes_of_the_strongest_cell():
+    maps = torch.full((1, 3, 2, 14, 4, 4), -5.0)
+    maps[0, 0, 1, 3, 2, 2] = 1.0      # axial, slab 1
+    maps[0, 1, 0, 3, 0, 0] = 3.0      # coronal
+    maps[0, 2, 1, 3, 1, 3] = -1.0     # sagittal
+    pooled = FineModel.pool(maps)
+    assert torch.isclose(pooled[0, 3], torch.tensor((1.0 + 3.0 - 1.0) / 3))
+    assert torch.isclose(pooled[0, 0], torch.tensor(-5.0))
+
+
+def _disc_series(point_rc=(40.0, 52.0), slab=1, axis=0, f=96, k=3):
+    """One series whose ``axis`` slab ``slab`` holds a bright disc (radius 5 px) at ``point_rc``."""
+    fine = np.zeros((1, 3, k, 2, f, f), np.uint8)
+    rr, cc = np.mgrid[0:f, 0:f]
+    disc = (rr - point_rc[0]) ** 2 + (cc - point_rc[1]) ** 2 <= 25
+    fine[0, axis, slab, :, disc] = 255
+    pts = np.full((1, 2, 10), -1.0, np.float32)
+    row = np.full(10, np.nan, np.float32)
+    row[0] = L_MCA
+    row[1 + 3 * axis: 4 + 3 * axis] = (slab, *point_rc)
+    pts[0, 0] = row
+    return fine, pts
+
+
+def test_crop_targets_land_on_the_sac_and_coordinates_follow_it():
+    """Under rotation, zoom, shift and mirroring, the target peak sits on the disc's pixels, the
+    x coordinate there is the disc's (negated when mirrored) and Left becomes Right when mirrored."""
+    f, k = 96, 3
+    fine, pts = _disc_series(f=f, k=k)
+    p = CropParams(size=48, pos_frac=1.0, jitter=0.25, blur_p=0.0, noise=0.0, gain=0.0, gamma=0.0)
+    true_x = -1 + (2 * 52.0 + 1) / f
+    seen_flip = seen_plain = 0
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        gen = torch.Generator().manual_seed(seed)
+        b = None
+        for _ in range(20):   # the axis is random: draw until the crop is on the disc's axis
+            b = make_batch(fine, pts, np.ones(1, bool), np.zeros(1, np.int64), np.zeros(1, np.int64), p, rng, gen,
+                           torch.device("cpu"))
+            if b["plan"][0, 1] == 0:
+                break
+        assert b["plan"][0, 1] == 0 and b["plan"][0, 2] == 1
+        t = b["target"][0]                                         # (14, 12, 12)
+        present = t[PRESENT_INDEX]
+        assert present.max() == 1.0
+        r, c = divmod(int(present.argmax()), present.shape[1])
+        cell = b["image"][0, 0, 4 * r:4 * r + 4, 4 * c:4 * c + 4]
+        assert cell.max() > 0.9, f"seed {seed}: target cell ({r}, {c}) is not on the disc"
+        x_here = float(b["coords"][0, 0, 4 * r:4 * r + 4, 4 * c:4 * c + 4].mean())
+        flipped = bool(torch.isclose(t[L_MCA].max(), torch.tensor(0.0)))
+        right = flip_permutation()[L_MCA]
+        if flipped:
+            seen_flip += 1
+            assert t[right].max() == 1.0
+            assert abs(x_here + true_x) < 0.1
+        else:
+            seen_plain += 1
+            assert abs(x_here - true_x) < 0.1
+    assert seen_flip and seen_plain
+
+
+def test_negative_crops_have_empty_targets():
+    fine, pts = _disc_series()
+    pts[:] = -1
+    p = CropParams(size=48)
+    b = make_batch(fine, pts, np.ones(1, bool), np.zeros(1, np.int64), np.zeros(4, np.int64), p,
+                   np.random.default_rng(0), torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert b["image"].shape == (4, 2, 48, 48) and b["target"].shape == (4, 14, 12, 12)
+    assert float(b["target"].max()) == 0.0

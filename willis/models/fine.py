@@ -1,0 +1,155 @@
+"""``fine_cnn``: a fully convolutional heat-map detector on the fine circle-of-Willis slabs.
+
+Why: a real aneurysm is 3-7 mm and fills like its parent artery, so at the coarse views' ~1.6 mm
+per pixel it is 2-3 pixels of outline on a 3-4 mm vessel. The fine store (``willis.projections``,
+array ``fine``) holds K thin-slab maximum projections along each patient axis inside a
+circle-of-Willis box at <= 0.5 mm per pixel, where a 4 mm sac is an 8-pixel disc beside a line.
+One small FCN looks at every slab image and draws a 14-channel heat map (13 locations + Present,
+``LABELS`` order) on a stride-4 grid (2 mm cells at 0.5 mm/px), trained on crops around the
+``train_localizers.csv`` points (``willis.train.fine_crops``).
+
+Shapes::
+
+    image   (N, C, P, P)   one slab image (or a crop of one), float in [0, 1]
+    coords  (N, 3, P, P)   each pixel's (x, y, z) position in the box, in [-1, 1] (``pixel_coords``)
+    modality_id (N,)       sub-modality, fed as constant one-hot planes
+    -> heat logits (N, 14, P/4, P/4)
+
+The network sees where it is: a vessel location is largely a position in the head (left MCA vs
+right MCA differ only by side), and a crop has lost the image border a plain CNN would use.
+
+Study logits (``FineModel``): per axis the strongest cell over all K slabs, then the mean over
+the three axes (a sac shows in all three); optionally averaged with the left-right mirrored
+series (flip TTA, Left/Right logits swapped back).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from willis.labels import LABELS, flip_permutation
+
+STRIDE = 4           # heat-map cell = STRIDE input pixels
+PRIOR_LOGIT = -4.0   # initial cell logit: almost every cell of almost every map is empty
+AXES = ("axial", "coronal", "sagittal")
+IMAGE_CHUNK = 24     # slab images per forward pass at inference: bounded memory
+
+
+def pixel_coords(axis: int, n_slabs: int, size: int, slab: torch.Tensor, rows: torch.Tensor,
+                 cols: torch.Tensor) -> torch.Tensor:
+    """(n, 3, H, W) box coordinates (x, y, z in [-1, 1]) of pixels of slab images.
+
+    ``slab`` (n,) slab indices, ``rows`` (n, H) and ``cols`` (n, W) pixel indices (any real
+    values: a crop window may reach past the image). Conventions of the fine store
+    (``willis.projections.views``): axial slabs run superior -> inferior, rows anterior ->
+    posterior (y up), columns patient right -> left (x up); coronal slabs run anterior ->
+    posterior, rows superior -> inferior, columns right -> left; sagittal slabs run right -> left,
+    rows superior -> inferior, columns anterior -> posterior.
+    """
+    n, h, w = rows.shape[0], rows.shape[1], cols.shape[1]
+    r = ((rows * 2 + 1) / size - 1).view(n, h, 1).expand(n, h, w)
+    c = ((cols * 2 + 1) / size - 1).view(n, 1, w).expand(n, h, w)
+    k = ((slab.to(rows.dtype) * 2 + 1) / n_slabs - 1).view(n, 1, 1).expand(n, h, w)
+    if axis == 0:    # axial: slab -> z descending, rows -> y, cols -> x
+        x, y, z = c, r, -k
+    elif axis == 1:  # coronal: slab -> y, rows -> z descending, cols -> x
+        x, y, z = c, k, -r
+    else:            # sagittal: slab -> x, rows -> z descending, cols -> y
+        x, y, z = k, c, -r
+    return torch.stack([x, y, z], dim=1)
+
+
+def slab_coords(axis: int, n_slabs: int, size: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """(K, 3, F, F) coordinates of the K whole slab images of one axis."""
+    idx = torch.arange(size, device=device, dtype=dtype)
+    k = torch.arange(n_slabs, device=device)
+    return pixel_coords(axis, n_slabs, size, k, idx.expand(n_slabs, size), idx.expand(n_slabs, size))
+
+
+def _cbr(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out),
+                         nn.ReLU(inplace=True))
+
+
+class FineNet(nn.Module):
+    """The slab-image FCN: stride-2 stem, three stride-2 stages, a stride-4 head over
+    [stride-4 features, stride-8 and stride-16 features upsampled, coords, modality planes]."""
+
+    def __init__(self, in_channels: int, n_modalities: int, width: int = 16, stem: int = 8,
+                 n_out: int = len(LABELS)):
+        super().__init__()
+        self.n_modalities = n_modalities
+        self.stem = _cbr(in_channels + n_modalities, stem, 2)               # /2
+        self.s4 = nn.Sequential(_cbr(stem, width, 2), _cbr(width, width))     # /4
+        self.s8 = nn.Sequential(_cbr(width, 2 * width, 2), _cbr(2 * width, 2 * width))          # /8
+        self.s16 = nn.Sequential(_cbr(2 * width, 4 * width, 2), _cbr(4 * width, 4 * width))     # /16
+        head_in = width + 2 * width + 4 * width + 3 + n_modalities
+        self.head = nn.Sequential(_cbr(head_in, 2 * width), nn.Conv2d(2 * width, n_out, 1))
+        nn.init.constant_(self.head[-1].bias, PRIOR_LOGIT)
+
+    def forward(self, image: torch.Tensor, coords: torch.Tensor, modality_id: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = image.shape
+        onehot = F.one_hot(modality_id.long(), self.n_modalities).to(image.dtype)          # (N, M)
+        planes = onehot.view(n, -1, 1, 1)
+        # channels-last: oneDNN's fast convolution layout (measured 2x at inference, ~10x per
+        # training step on the 2-core CPU; also the tensor-core layout on GPUs)
+        x = torch.cat([image, planes.expand(n, -1, h, w)], dim=1).contiguous(memory_format=torch.channels_last)
+        a = self.stem(x)
+        b = self.s4(a)                                                                     # (N, w, h/4, w/4)
+        c = self.s8(b)
+        d = self.s16(c)
+        size = b.shape[-2:]
+        up = [F.interpolate(t, size=size, mode="bilinear", align_corners=False) for t in (c, d)]
+        # the mean of a linear coordinate over a cell is its value at the cell centre
+        cells = F.adaptive_avg_pool2d(coords.to(image.dtype), size)
+        return self.head(torch.cat([b, *up, cells, planes.expand(n, -1, *size)], dim=1))
+
+
+def mirror_series(fine: torch.Tensor) -> torch.Tensor:
+    """The patient left-right mirror of a series' slabs (B, 3, K, C, F, F): axial and coronal
+    images flip their columns (x), the sagittal slabs (one per x) reverse their order."""
+    return torch.stack([fine[:, 0].flip(-1), fine[:, 1].flip(-1), fine[:, 2].flip(1)], dim=1)
+
+
+class FineModel(nn.Module):
+    """Series in, study logits out: every slab image through ``FineNet``, pooled per axis."""
+
+    def __init__(self, in_channels: int, n_modalities: int, n_slabs: int, size: int, width: int = 16,
+                 stem: int = 8, tta: bool = True):
+        super().__init__()
+        self.net = FineNet(in_channels, n_modalities, width, stem).to(memory_format=torch.channels_last)
+        self.n_slabs, self.size, self.tta = int(n_slabs), int(size), bool(tta)
+        self.heatmap = True
+
+    def image_coords(self, device, dtype=torch.float32) -> torch.Tensor:
+        """(3, K, 3, F, F) coordinates of every slab image of a series."""
+        k, s = self.n_slabs, self.size
+        return torch.stack([slab_coords(a, k, s, device, dtype) for a in range(3)])
+
+    def maps(self, fine: torch.Tensor, modality_id: torch.Tensor) -> torch.Tensor:
+        """(B, 3, K, C, F, F) -> heat logits (B, 3, K, 14, F/4, F/4), IMAGE_CHUNK images at a time."""
+        b, n_axes, k, c, h, w = fine.shape
+        images = fine.reshape(b * n_axes * k, c, h, w)
+        coords = self.image_coords(fine.device, fine.dtype).unsqueeze(0).expand(b, -1, -1, -1, -1, -1)
+        coords = coords.reshape(b * n_axes * k, 3, h, w)
+        ids = modality_id.view(b, 1).expand(b, n_axes * k).reshape(-1)
+        out = [self.net(images[i:i + IMAGE_CHUNK], coords[i:i + IMAGE_CHUNK], ids[i:i + IMAGE_CHUNK])
+               for i in range(0, images.shape[0], IMAGE_CHUNK)]
+        maps = torch.cat(out)
+        return maps.view(b, n_axes, k, *maps.shape[1:])
+
+    @staticmethod
+    def pool(maps: torch.Tensor) -> torch.Tensor:
+        """(B, 3, K, L, h, w) -> (B, L): strongest cell per axis, mean over the axes."""
+        return maps.transpose(2, 3).flatten(3).amax(dim=3).mean(dim=1)
+
+    def forward(self, fine: torch.Tensor, modality_id: torch.Tensor, tta: bool | None = None) -> dict:
+        maps = self.maps(fine, modality_id)
+        logits = self.pool(maps.float())
+        if self.tta if tta is None else tta:
+            perm = torch.tensor(flip_permutation(), device=logits.device)
+            mirrored = self.pool(self.maps(mirror_series(fine), modality_id).float())
+            logits = 0.5 * (logits + mirrored[:, perm])      # mirrored Left is the series' Right
+        return {"logits": logits, "heat_fine": maps}

@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT / "tests"))  # the synthetic store builder lives wit
 
 from willis.labels import LABELS  # noqa: E402
 from willis.models.checkpoint import arch_from_params, build_model  # noqa: E402
+from willis.models.infer import resolve_device  # noqa: E402
 from willis.params.train import TrainParams  # noqa: E402
 from willis.train.data import load_family_data  # noqa: E402
 from willis.train.loader import BatchSource, batches  # noqa: E402
-from willis.train.infer import resolve_device  # noqa: E402
 from willis.train.losses import make_loss  # noqa: E402
 from willis.train.loop import batch_loss  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Why ``willis.evaluate.metrics.auc`` is rank-based: bootstrap cost vs scikit-learn, side by side.
+"""Why ``willis.metrics.auc`` is rank-based: bootstrap cost vs scikit-learn, side by side.
 
     python benchmarks/bench_metrics.py [--n 120] [--boot 200] [--repeats 5]
 
@@ -16,7 +16,7 @@ import time
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from willis.evaluate.metrics import auc, bootstrap_score
+from willis.metrics import auc, bootstrap_score
 
 
 def sklearn_bootstrap(Y, P, n_boot, seed):

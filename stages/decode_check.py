@@ -1,12 +1,13 @@
 """Stage ``decode_check``: test-decode every indexed series; write the integrity report.
 
-Runs as ``dvc repro decode_check`` (or directly: ``python stages/decode_check.py [--params params.yaml]``).
-Reads ``<index.out>/{series,files}.parquet`` and pixel data under ``data.root``; writes
-``decode_check.report`` (status and reasons per series, orphans, missing folders, totals) and
-``decode_check.metrics`` (counts per status). Exits non-zero, after writing both, when more than
+Runs as ``dvc repro decode_check`` (or by hand with the paths of the ``cmd`` in dvc.yaml:
+``python stages/decode_check.py --index data/index --root data/synthetic --report reports/decode_check.json
+--metrics reports/decode_check_metrics.json``). Reads ``<index>/{series,files}.parquet`` and pixel data
+under ``--root``; writes ``--report`` (status and reasons per series, orphans, missing folders, totals)
+and ``--metrics`` (counts per status). Exits non-zero, after writing both, when more than
 ``decode_check.max_excluded_fraction`` of the series are excluded.
 
-    python stages/decode_check.py && python -c "import json; print(json.load(open('reports/decode_check.json'))['totals'])"
+    python -c "from willis.decode_check import read_decode_report; print(read_decode_report('reports/decode_check.json')['totals'])"
 """
 
 from __future__ import annotations
@@ -23,11 +24,15 @@ from willis.decode_check import DecodeCheckError, run_decode_check
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--index", required=True, help="index folder (series/files.parquet)")
+    ap.add_argument("--root", required=True, help="the RSNA-layout dataset (data.root)")
+    ap.add_argument("--report", required=True, help="decode report JSON to write")
+    ap.add_argument("--metrics", required=True, help="metrics JSON to write")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     p = willis.params.load(args.params)
     try:
-        metrics = run_decode_check(p.index.out, p.data.root, p.decode_check.report, p.decode_check.metrics,
+        metrics = run_decode_check(args.index, args.root, args.report, args.metrics,
                                    workers=p.decode_check.workers,
                                    max_excluded_fraction=p.decode_check.max_excluded_fraction)
     except DecodeCheckError as e:

@@ -1,14 +1,19 @@
 """Stage ``evaluate``: the held-out test split, scored once, with a baseline and a readable report.
 
-Runs as ``dvc repro evaluate`` (or ``python stages/evaluate.py``; ``-S smoke=true`` in
-``dvc exp run`` evaluates only the smoke subset). Reads ``data/index/series.parquet``,
-``reports/decode_check.json``, ``data/projections/<family>.zarr`` and ``models/<family>/``
-(``model.pt``, ``meta.json``, ``calibration.json``); writes
+Runs as ``dvc repro evaluate`` (``-S smoke=true`` in ``dvc exp run`` evaluates only the smoke
+subset), or by hand with the paths of the ``cmd`` in dvc.yaml::
 
-* ``reports/metrics.json``: the DVC metrics file (``dvc metrics diff``);
-* ``reports/summary.md``: read this first;
-* ``reports/evaluate/plots/sklearn/{roc,pr,cm}/<label>.json``: dvclive plots (``dvc plots show``);
-* ``reports/evaluate/worst/NN.png``: MIP thumbnails of the worst-predicted series.
+    python stages/evaluate.py --index data/index --decode-report reports/decode_check.json \
+        --projections data/projections --models models --metrics reports/metrics.json \
+        --summary reports/summary.md --live-dir reports/evaluate --calibrate-reports reports/calibrate
+
+Reads ``<index>/{series,localizers}.parquet``, the decode report, ``<projections>/<family>.zarr``
+and ``<models>/<family>/`` (``model.pt``, ``meta.json``, ``calibration.json``); writes
+
+* ``--metrics``: the DVC metrics file (``dvc metrics diff``);
+* ``--summary``: read this first;
+* ``<live-dir>/plots/sklearn/{roc,pr,cm}/<label>.json``: dvclive plots (``dvc plots show``);
+* ``<live-dir>/worst/NN.png``: MIP thumbnails of the worst-predicted series.
 """
 
 from __future__ import annotations
@@ -23,17 +28,21 @@ from willis.params import load
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--index", default="data/index/series.parquet")
-    ap.add_argument("--decode-report", default="reports/decode_check.json")
-    ap.add_argument("--models", default="models")
-    ap.add_argument("--reports", default="reports")
+    ap.add_argument("--index", required=True, help="index folder (series/localizers.parquet)")
+    ap.add_argument("--decode-report", required=True)
+    ap.add_argument("--projections", required=True, help="folder of the <family>.zarr stores")
+    ap.add_argument("--models", required=True, help="folder of the <family>/ model bundles")
+    ap.add_argument("--metrics", required=True, help="metrics JSON to write")
+    ap.add_argument("--summary", required=True, help="summary.md to write")
+    ap.add_argument("--live-dir", required=True, help="dvclive folder (plots, worst-series thumbnails)")
+    ap.add_argument("--calibrate-reports", required=True, help="folder of the calibrate reports (linked)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     p = load(args.params)
-    run_evaluate(p, index=args.index, decode_report=args.decode_report, models=args.models,
-                 projections=p.project.out, metrics_out=f"{args.reports}/metrics.json",
-                 summary_out=f"{args.reports}/summary.md", live_dir=f"{args.reports}/evaluate",
-                 calibrate_reports=f"{args.reports}/calibrate")
+    run_evaluate(p.evaluate, families=p.families, index=args.index, decode_report=args.decode_report,
+                 models=args.models, projections=args.projections, metrics_out=args.metrics,
+                 summary_out=args.summary, live_dir=args.live_dir, calibrate_reports=args.calibrate_reports,
+                 seed=p.seed, smoke=p.smoke)
 
 
 if __name__ == "__main__":

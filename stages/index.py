@@ -1,12 +1,13 @@
 """Stage ``index``: header-only index of the RSNA-layout dataset at ``data.root``.
 
-Runs as ``dvc repro index`` (or directly: ``python stages/index.py [--params params.yaml]``).
-Reads ``<data.root>/train.csv``, ``train_localizers.csv`` and the headers of
-``<data.root>/series/*/*``; writes ``<index.out>/{series,files,localizers}.parquet`` (schema:
+Runs as ``dvc repro index`` (or by hand with the paths of the ``cmd`` in dvc.yaml:
+``python stages/index.py --root data/synthetic --out data/index``).
+Reads ``<root>/train.csv``, ``train_localizers.csv`` and the headers of
+``<root>/series/*/*``; writes ``<out>/{series,files,localizers}.parquet`` (schema:
 ``willis/index/tables.py``). Does not read the top-level ``smoke`` param: the ``smoke`` column is always
 written, and the stages that honour ``smoke`` read it (keeps DVC's run-cache effective).
 
-    python stages/index.py && python -c "import pandas as pd; print(pd.read_parquet('data/index/series.parquet').split.value_counts())"
+    python -c "from willis.index.tables import read_index; print(read_index('data/index').split.value_counts())"
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from willis.index.tables import build_index
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--root", required=True, help="the RSNA-layout dataset (data.root)")
+    ap.add_argument("--out", required=True, help="index folder to write")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     p = willis.params.load(args.params)
     summary = build_index(
-        p.data.root, p.index.out, workers=p.index.workers, val_fraction=p.index.val_fraction,
+        args.root, args.out, workers=p.index.workers, val_fraction=p.index.val_fraction,
         test_fraction=p.index.test_fraction,
         smoke_sizes={"train": p.index.smoke_train, "val": p.index.smoke_val, "test": p.index.smoke_test},
         seed=p.seed,

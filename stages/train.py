@@ -1,13 +1,15 @@
 """Stage ``train``: fit one family's model (``mil`` or ``mip_cnn``) on its projection store.
 
-Runs as ``dvc repro train@ct`` / ``dvc repro train@mr`` (``dvc repro train`` runs both), or by hand::
+Runs as ``dvc repro train@ct`` / ``dvc repro train@mr`` (``dvc repro train`` runs both), or by hand
+with the paths of the ``cmd`` in dvc.yaml::
 
-    python stages/train.py --family mr
+    python stages/train.py --family mr --projections data/projections --index data/index \
+        --model-dir models/mr --report-dir reports/train/mr
     dvc exp run -S smoke=true                 # smoke subset, train.<family>.smoke_epochs epochs
 
-Reads ``<project.out>/<family>.zarr`` and ``<index.out>/{series,localizers}.parquet``; writes
-``models/<family>/{model.pt, meta.json, val_logits.parquet}`` and dvclive logs in
-``reports/train/<family>/`` (``metrics.json``, ``plots/metrics``). Knobs: ``train.<family>.*``.
+Reads ``<projections>/<family>.zarr`` and ``<index>/{series,localizers}.parquet``; writes
+``<model-dir>/{model.pt, meta.json, val_logits.parquet}`` and dvclive logs in ``<report-dir>``
+(``metrics.json``, ``plots/metrics``). Knobs: ``train.<family>.*``, ``seed``, ``smoke``.
 """
 
 from __future__ import annotations
@@ -24,14 +26,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--family", required=True, choices=["ct", "mr"])
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--models", default="models", help="folder receiving <family>/model.pt, meta.json, ...")
-    ap.add_argument("--reports", default="reports/train", help="dvclive folder parent: <reports>/<family>")
+    ap.add_argument("--projections", required=True, help="folder of the <family>.zarr stores")
+    ap.add_argument("--index", required=True, help="index folder (series/localizers.parquet)")
+    ap.add_argument("--model-dir", required=True, help="receives model.pt, meta.json, val_logits.parquet")
+    ap.add_argument("--report-dir", required=True, help="dvclive folder of this family")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load(args.params)
-    summary = train_family(params, args.family, store_path=family_path(params.project.out, args.family),
-                           index_dir=params.index.out, model_dir=f"{args.models}/{args.family}",
-                           report_dir=f"{args.reports}/{args.family}")
+    p = load(args.params)
+    summary = train_family(getattr(p.train, args.family), family=args.family,
+                           store_path=family_path(args.projections, args.family), index_dir=args.index,
+                           model_dir=args.model_dir, report_dir=args.report_dir, seed=p.seed, smoke=p.smoke)
     logging.info("train %s: best val score %.4f (epoch %d of %d run), %.0f s", args.family,
                  summary["val_score"], summary["best_epoch"], summary["epochs_run"], summary["seconds"])
 

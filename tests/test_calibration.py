@@ -1,19 +1,21 @@
 """Temperature scaling, Present-gating, thresholds and calibration.json, on synthetic logits."""
 
+import dataclasses
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
 from willis.calibration import (
-    BIAS_BOUNDS, LOGIT_PREFIX, Calibration, best_f1_threshold, fit_calibration, fit_temperature, fit_temperature_bias, gate,
+    BIAS_BOUNDS, Calibration, best_f1_threshold, fit_calibration, fit_temperature, fit_temperature_bias, gate,
     precision_threshold, run_calibrate, validate_calibration,
 )
-from willis.evaluate.metrics import nll
 from willis.labels import LABELS, PRESENT, PRESENT_INDEX
+from willis.metrics import nll
+from willis.models.logits import LOGIT_PREFIX, logits_frame, write_logits
+from willis.params.calibrate import CalibrateParams
 
 
 def _synthetic(n, t_true, seed=0):
@@ -127,13 +129,11 @@ def test_json_round_trip_and_validation(tmp_path):
 
 def test_run_calibrate_writes_contracts(tmp_path):
     Y, Z = _val_set(120)
-    df = pd.DataFrame({"SeriesInstanceUID": [f"1.{i}" for i in range(len(Y))], "Modality": "CTA"})
-    for j, n in enumerate(LABELS):
-        df[n] = Y[:, j]
-        df[LOGIT_PREFIX + n] = Z[:, j]
-    df.to_parquet(tmp_path / "val.parquet")
-    run_calibrate(tmp_path / "val.parquet", tmp_path / "cal.json", tmp_path / "rep.json",
-                  tmp_path / "rel.png", "ct", 0.8, True, (0.0, 1.0), 10)
+    df = logits_frame([f"1.{i}" for i in range(len(Y))], ["CTA"] * len(Y), Z, Y)
+    write_logits(df, tmp_path / "val.parquet")
+    p = CalibrateParams(target_precision=0.8, gate=True, alphas=(0.0, 1.0), ece_bins=10)
+    run_calibrate(p, family="ct", val_logits=tmp_path / "val.parquet", out=tmp_path / "cal.json",
+                  report=tmp_path / "rep.json", plot=tmp_path / "rel.png")
     validate_calibration(json.loads((tmp_path / "cal.json").read_text()))
     rep = json.loads((tmp_path / "rep.json").read_text())
     assert rep["labels"][PRESENT]["nll_temperature"] <= rep["labels"][PRESENT]["nll_before"] + 1e-12
@@ -141,8 +141,8 @@ def test_run_calibrate_writes_contracts(tmp_path):
     df.loc[3, LOGIT_PREFIX + PRESENT] = np.nan
     df.to_parquet(tmp_path / "bad.parquet")
     with pytest.raises(ValueError, match=r"bad.parquet: 1 row\(s\) with non-finite logits, e.g. \['1.3'\]"):
-        run_calibrate(tmp_path / "bad.parquet", tmp_path / "c2.json", tmp_path / "r2.json",
-                      tmp_path / "r2.png", "ct", 0.8, True, (0.0,), 10)
+        run_calibrate(dataclasses.replace(p, alphas=(0.0,)), family="ct", val_logits=tmp_path / "bad.parquet",
+                      out=tmp_path / "c2.json", report=tmp_path / "r2.json", plot=tmp_path / "r2.png")
 
 
 def test_bias_recovers_a_known_shift_and_keeps_the_ranking():

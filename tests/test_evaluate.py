@@ -1,5 +1,6 @@
 """End to end: the evaluate stage on a tiny stub store, stub logits and fitted calibrations."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -8,11 +9,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from willis.calibration import LOGIT_PREFIX, Calibration, fit_calibration
+from willis.calibration import Calibration, fit_calibration
 from willis.evaluate.baseline import Baseline, projection_features
-from willis.evaluate.metrics import competition_score
-from willis.evaluate.run import run_evaluate, slug
-from willis.labels import LABELS, MODALITY_FAMILY, PRESENT, PRESENT_INDEX
+from willis.evaluate.run import run_evaluate
+from willis.labels import LABELS, MODALITY_FAMILY, PRESENT, PRESENT_INDEX, label_slug
+from willis.metrics import competition_score
+from willis.models.logits import LOGIT_PREFIX
 from willis.params import build
 from willis.params.root import Params
 from willis.projections import Projection, create_store, finalize_store, write_projection
@@ -38,7 +40,7 @@ def _logits(uid: str, y: np.ndarray) -> np.ndarray:
 
 
 def stub_logits_for(model_dir, store_path, uids, modalities=None):
-    """Same contract as ``willis.train.infer.logits_for`` (logits table without truth)."""
+    """Same contract as ``willis.models.infer.logits_for`` (logits table without truth)."""
     truth = STATE["truth"]
     Z = np.stack([_logits(u, truth[u]) for u in uids]) if uids else np.zeros((0, 14))
     df = pd.DataFrame({"SeriesInstanceUID": list(uids), "Modality": [modalities[u] for u in uids]})
@@ -104,12 +106,17 @@ def _params(smoke=False, bootstrap=40, worst_k=3):
     return build(Params, data)
 
 
-def _run(tmp, smoke=False, **kw):
-    return run_evaluate(_params(smoke, **kw), index=tmp / "data/index/series.parquet",
+def _evaluate(p, tmp, **kw):
+    """The stage's call (stages/evaluate.py), with the paths of its dvc.yaml cmd under ``tmp``."""
+    return run_evaluate(p.evaluate, families=p.families, index=tmp / "data/index",
                         decode_report=tmp / "reports/decode_check.json", models=tmp / "models",
                         projections=tmp / "data/projections", metrics_out=tmp / "reports/metrics.json",
                         summary_out=tmp / "reports/summary.md", live_dir=tmp / "reports/evaluate",
-                        calibrate_reports=tmp / "reports/calibrate", logits_fn=stub_logits_for)
+                        calibrate_reports=tmp / "reports/calibrate", seed=p.seed, smoke=p.smoke, **kw)
+
+
+def _run(tmp, smoke=False, **kw):
+    return _evaluate(_params(smoke, **kw), tmp, logits_fn=stub_logits_for)
 
 
 def test_evaluate_end_to_end(workspace):
@@ -132,9 +139,9 @@ def test_evaluate_end_to_end(workspace):
     empty = m["labels"][LABELS[EMPTY_LOC]]
     assert empty["roc_auc"] is None and "undefined" in empty["note"]
     sk = tmp / "reports/evaluate/plots/sklearn"
-    assert not (sk / f"roc/{slug(LABELS[EMPTY_LOC])}.json").exists()
-    assert (sk / f"cm/{slug(LABELS[EMPTY_LOC])}.json").exists()
-    assert (sk / f"roc/{slug(PRESENT)}.json").exists() and (sk / f"pr/{slug(PRESENT)}.json").exists()
+    assert not (sk / f"roc/{label_slug(LABELS[EMPTY_LOC])}.json").exists()
+    assert (sk / f"cm/{label_slug(LABELS[EMPTY_LOC])}.json").exists()
+    assert (sk / f"roc/{label_slug(PRESENT)}.json").exists() and (sk / f"pr/{label_slug(PRESENT)}.json").exists()
     assert set(m["families"]) == {"ct", "mr"} and set(m["modalities"]) == {"CTA", "MRA", "MRI T2"}
     assert m["ci95"]["low"] <= m["score"] <= m["ci95"]["high"]
     assert m["baseline"]["score"] is not None and m["baseline"]["n_series"] == len(test)
@@ -182,8 +189,12 @@ def test_evaluate_with_real_checkpoint_and_logits_for(tmp_path):
 
     from willis.calibration import run_calibrate
     from willis.models.checkpoint import arch_from_params, build_model, modality_vocab, save_model
+    from willis.models.infer import logits_for
+    from willis.models.logits import LOGIT_COLUMNS, logits_frame, write_logits
     from willis.params.train import TrainParams
-    from willis.train.infer import logits_for
+
+    tp = TrainParams(model="mil", input_size=64)  # the architecture this test was written for
+    p = _params()
 
     tables = []
     for fam in ("ct", "mr"):
@@ -193,27 +204,25 @@ def test_evaluate_with_real_checkpoint_and_logits_for(tmp_path):
         tables.append(t)
         torch.manual_seed(0)
         vocab = modality_vocab(fam)
-        model = build_model(arch_from_params(TrainParams(), in_channels=2, n_modalities=len(vocab)))
+        model = build_model(arch_from_params(tp, in_channels=2, n_modalities=len(vocab)))
         save_model(tmp_path / f"models/{fam}", model, {
-            "family": fam, "arch": arch_from_params(TrainParams(), 2, len(vocab)), "labels": list(LABELS),
+            "family": fam, "arch": arch_from_params(tp, 2, len(vocab)), "labels": list(LABELS),
             "modalities": vocab, "channels": ["c0", "c1"], "size": 32, "instances": 4, "params": {},
             "data_hash": "test", "prior": {n: 0.1 for n in LABELS}})
         val = t[t.split == "val"]
         df = logits_for(tmp_path / f"models/{fam}", fx["store"], list(val.SeriesInstanceUID),
                         modalities=dict(zip(val.SeriesInstanceUID, val.Modality)), device="cpu")
-        for n in LABELS:
-            df[n] = val[n].to_numpy()
-        df.to_parquet(tmp_path / f"models/{fam}/val_logits.parquet")
-        run_calibrate(tmp_path / f"models/{fam}/val_logits.parquet", tmp_path / f"models/{fam}/calibration.json",
-                      tmp_path / f"reports/calibrate/{fam}.json", tmp_path / f"reports/calibrate/{fam}.png",
-                      fam, 0.8, True, (0.0, 1.0), 10)
+        df = logits_frame(df["SeriesInstanceUID"], df["Modality"], df[LOGIT_COLUMNS].to_numpy(),
+                          val[list(LABELS)].to_numpy())
+        write_logits(df, tmp_path / f"models/{fam}/val_logits.parquet")
+        run_calibrate(dataclasses.replace(p.calibrate, alphas=(0.0, 1.0)), family=fam,
+                      val_logits=tmp_path / f"models/{fam}/val_logits.parquet",
+                      out=tmp_path / f"models/{fam}/calibration.json", report=tmp_path / f"reports/calibrate/{fam}.json",
+                      plot=tmp_path / f"reports/calibrate/{fam}.png")
     series = pd.concat(tables, ignore_index=True)
     series.to_parquet(tmp_path / "data/index/series.parquet")
     (tmp_path / "reports/decode_check.json").write_text(json.dumps(
         {"series": {u: {"status": "ok", "reasons": []} for u in series.SeriesInstanceUID}}))
-    m = run_evaluate(_params(), index=tmp_path / "data/index/series.parquet",
-                     decode_report=tmp_path / "reports/decode_check.json", models=tmp_path / "models",
-                     projections=tmp_path / "data/projections", metrics_out=tmp_path / "reports/metrics.json",
-                     summary_out=tmp_path / "reports/summary.md", live_dir=tmp_path / "reports/evaluate")
+    m = _evaluate(p, tmp_path)
     assert m["n_series"] == 12 and m["counts"]["test_failed"] == 0
     assert m["auc_present"] is not None and set(m["families"]) == {"ct", "mr"}

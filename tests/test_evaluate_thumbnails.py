@@ -10,7 +10,7 @@ from willis.evaluate.run import write_thumbnails
 from willis.labels import LABELS
 from willis.models.checkpoint import arch_from_params, build_model, modality_vocab, save_model
 from willis.params.train import TrainParams
-from willis.train.infer import heat_maps_for
+from willis.models.infer import heat_maps_for
 
 
 def _save(tmp_path, heatmap: bool):

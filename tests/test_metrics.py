@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
-from willis.evaluate.metrics import (
+from willis.metrics import (
     auc, bootstrap_score, competition_score, confusion, ece, nll, nll_logits, pr_auc, summarize,
 )
 from willis.labels import LABELS, PRESENT_INDEX

@@ -92,7 +92,7 @@ def test_checkpoint_round_trip(tmp_path, kind):
 
 
 def test_meta_label_order_is_checked(tmp_path):
-    p = TrainParams(width=4, embed_dim=8)
+    p = TrainParams(model="mil", input_size=64, width=4, embed_dim=8)
     arch = arch_from_params(p, in_channels=C, n_modalities=1)
     meta = {"family": "ct", "arch": arch, "labels": list(reversed(LABELS)), "modalities": ["CTA"],
             "channels": ["a", "b"], "size": S, "instances": K, "params": {}, "data_hash": "x", "prior": {}}

@@ -1,11 +1,14 @@
 """params.yaml goes through one typed door: unknown or ill-typed keys fail with the key's name."""
 
+import dataclasses
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
-from willis.params import ParamsError, load
+from willis.params import Params, ParamsError, load
+from willis.params.train import TrainParams
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,3 +63,37 @@ def test_missing_section_is_named(tmp_path):
     del data["evaluate"]
     with pytest.raises(ParamsError, match="evaluate: missing"):
         load(_write(tmp_path, data))
+
+
+def _set_keys(cls, mapping: dict, prefix: str = ""):
+    """(dotted key, dataclass field, value in params.yaml) for every key params.yaml sets, recursing
+    into sections (a field whose type is itself a params dataclass)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name not in mapping:
+            continue
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from _set_keys(hints[f.name], mapping[f.name], f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", f, mapping[f.name]
+
+
+def test_dataclass_defaults_are_the_params_yaml_values():
+    """params.yaml is the one source of defaults: code that builds a section without the file
+    (tests, benchmarks, predict's older checkpoints) gets exactly the pipeline's values."""
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    keys = list(_set_keys(Params, data))
+    assert len(keys) > 100  # every section was walked (train.ct and train.mr alone set 90)
+    wrong = {key: (f.default, value) for key, f, value in keys
+             if f.default is not dataclasses.MISSING
+             and f.default != (tuple(value) if isinstance(value, list) else value)}
+    assert not wrong, f"dataclass default != params.yaml (key: (default, yaml)): {wrong}"
+    no_default = [key for key, f, _ in keys if f.default is dataclasses.MISSING
+                  and f.default_factory is dataclasses.MISSING]
+    assert no_default == ["smoke", "seed", "families"]  # the run's own choices: params.yaml only
+
+
+@pytest.mark.parametrize("family", ["ct", "mr"])
+def test_every_train_knob_is_in_params_yaml(family):
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert list(data["train"][family]) == [f.name for f in dataclasses.fields(TrainParams)]

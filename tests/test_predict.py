@@ -25,7 +25,7 @@ from willis.models.checkpoint import arch_from_params, build_model, load_model, 
 from willis.params.project import ProjectParams
 from willis.params.train import TrainParams
 from willis.synth.dicom_writer import geometry_for, sample_world, write_series
-from willis.train.infer import infer_arrays
+from willis.models.infer import infer_arrays
 
 REPO = Path(__file__).resolve().parents[1]
 # Tiny projections so a series projects in well under a second on a busy core.
@@ -64,7 +64,7 @@ def make_bundle(out: Path, project: ProjectParams = PROJECT, gate: bool = True, 
     by the real Calibration writer; meta["project"] is the projection the model 'was trained on'."""
     from willis.projections.windows import channel_names
 
-    tp = TrainParams(width=4, embed_dim=8, attn_dim=4, modality_dim=2, dropout=0.0)
+    tp = TrainParams(model="mil", input_size=64, width=4, embed_dim=8, attn_dim=4, modality_dim=2, dropout=0.0)
     for i, fam in enumerate(("ct", "mr")):
         channels = channel_names(fam, project.vesselness)
         arch = arch_from_params(tp, len(channels), len(modality_vocab(fam)))
@@ -197,7 +197,7 @@ def test_gating_off_can_exceed_present(data, tmp_path):
 def test_routes_to_the_family_model(data, bundle, monkeypatch, key, family, modality):
     """The family comes from the DICOM Modality tag; the probabilities are that family's model
     through that family's calibration (recomputed here independently of predict)."""
-    import willis.train.infer as infer
+    import willis.models.infer as infer
 
     seen = []
     real = infer.infer_arrays
@@ -251,7 +251,7 @@ def test_one_truncated_slice_is_partial_not_prior(data, bundle):
 
 
 def test_model_failure_gets_the_prior(data, bundle, monkeypatch):
-    import willis.train.infer as infer
+    import willis.models.infer as infer
 
     def boom(*a, **k):
         raise RuntimeError("CUDA out of memory (simulated)")
@@ -363,8 +363,8 @@ def test_instances_equal_the_project_stage_output(data, tmp_path):
     report = tmp_path / "decode_check.json"
     run_decode_check(index, stage_root, report, tmp_path / "dc_metrics.json", workers=1, max_excluded_fraction=1.0)
     params = dataclasses.replace(PROJECT, out=str(tmp_path / "projections"), work=str(tmp_path / "work"))
-    run_project(index, report, stage_root, params, ("ct", "mr"), False, report_path=tmp_path / "project.json",
-                montage_dir=None, code_root=REPO)
+    run_project(params, index_dir=index, decode_report=report, root=stage_root, families=("ct", "mr"), smoke=False,
+                report_path=tmp_path / "project.json", montage_dir=None, code_root=REPO)
 
     bundle = P.load_bundle(make_bundle(tmp_path / "models", project=params), "cpu")
     for fam in ("ct", "mr"):

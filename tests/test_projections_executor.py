@@ -12,7 +12,8 @@ from test_projections_phantoms import TARGET, geometry, small_params, write_phan
 from willis.index import build_index
 from willis.labels import CSV_COLUMNS, LABELS, PRESENT
 from willis.projections import load_family, read, validate_store
-from willis.projections.executor import DIE_AFTER_ENV, ProjectInterrupted, run_project
+from willis.projections.executor import ProjectInterrupted, run_project
+from willis.projections.worker import DIE_AFTER_ENV
 
 PLANES = ["axial", "coronal", "sagittal", "axial", "axial"]
 
@@ -52,8 +53,9 @@ def dataset(tmp_path_factory):
 
 def _run(root, tag, monkeypatch=None, **kw):
     params = small_params(size=16, instances=3, out=str(root / tag / "out"), work=str(root / tag / "work"), **kw)
-    return params, run_project(root / "index", root / "decode.json", root, params, ("ct", "mr"), smoke=False,
-                               report_path=root / tag / "project.json", montage_dir=root / tag / "plots")
+    return params, run_project(params, index_dir=root / "index", decode_report=root / "decode.json", root=root,
+                               families=("ct", "mr"), smoke=False, report_path=root / tag / "project.json",
+                               montage_dir=root / tag / "plots")
 
 
 def test_killed_run_resumes_to_the_clean_result(dataset, monkeypatch):

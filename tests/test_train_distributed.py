@@ -22,7 +22,7 @@ def _worker(rank: int, tmp: str, store: str, index: str) -> None:
     info, device = distributed.setup(torch.device("cpu"), init_method=f"file://{tmp}/rendezvous",
                                      rank=rank, world=WORLD)
     torch.manual_seed(100 + rank)  # different initial weights per rank: DDP must broadcast rank 0's
-    p = TrainParams(width=4, embed_dim=8, attn_dim=4, batch_size=2, input_size=None)
+    p = TrainParams(model="mil", width=4, embed_dim=8, attn_dim=4, batch_size=2, input_size=None)
     data = load_family_data("ct", store, index)
     model = build_model(arch_from_params(p, len(data.channels), len(data.vocab)))
     ddp = distributed.wrap(model, info, device)
@@ -50,7 +50,7 @@ def test_two_ranks_end_with_identical_weights(tmp_path):
     assert set(o0) | set(o1) == set(range(9))            # together they cover the epoch
     s0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     s1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
-    fresh = build_model(arch_from_params(TrainParams(width=4, embed_dim=8, attn_dim=4, input_size=None), 1, 1)).state_dict()
+    fresh = build_model(arch_from_params(TrainParams(model="mil", width=4, embed_dim=8, attn_dim=4, input_size=None), 1, 1)).state_dict()
     moved = False
     for k in s0:
         torch.testing.assert_close(s0[k], s1[k], rtol=0, atol=0, msg=k)

@@ -14,18 +14,25 @@ from willis.labels import LABELS, LOCATIONS
 from willis.models.checkpoint import load_model
 from willis.params import load
 from willis.projections import read
-from willis.train.infer import LOGIT_COLUMNS, heat_maps_for, infer_arrays, logits_for
+from willis.models.infer import heat_maps_for, infer_arrays, logits_for
+from willis.models.logits import LOGIT_COLUMNS
 from willis.train.loop import train_family
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _params(family, **over):
+    """The family's section of params.yaml, made small."""
     p = load(ROOT / "params.yaml")
     small = dict(epochs=2, batch_size=4, width=4, embed_dim=16, attn_dim=8, threads=1, device="cpu",
                  input_size=None)
-    tp = dataclasses.replace(getattr(p.train, family), **{**small, **over})
-    return dataclasses.replace(p, smoke=False, seed=7, train=dataclasses.replace(p.train, **{family: tp}))
+    return dataclasses.replace(getattr(p.train, family), **{**small, **over})
+
+
+def _train(tp, store, index, model_dir, report_dir):
+    """The stage's call (stages/train.py) for family mr, seed 7, not smoke."""
+    return train_family(tp, family="mr", store_path=store, index_dir=index, model_dir=model_dir,
+                        report_dir=report_dir, seed=7, smoke=False)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +44,7 @@ def fam(tmp_path_factory):
 def test_two_epochs_end_to_end_and_reload(fam, tmp_path, model):
     params = _params("mr", model=model, aux_attention_weight=0.5)
     out, rep = tmp_path / "models" / "mr", tmp_path / "reports" / "mr"
-    s = train_family(params, "mr", fam["store"], fam["index"], out, rep)
+    s = _train(params, fam["store"], fam["index"], out, rep)
     assert s["epochs_run"] == 2 and 1 <= s["best_epoch"] <= 2
     meta = json.loads((out / "meta.json").read_text())
     assert meta["modalities"] == ["MRA", "MRI T2", "MRI T1post"] and meta["instances"] == 4
@@ -65,7 +72,7 @@ def test_two_epochs_end_to_end_and_reload(fam, tmp_path, model):
 def test_deterministic_on_cpu(fam, tmp_path):
     params = _params("mr")
     for run in ("a", "b"):
-        train_family(params, "mr", fam["store"], fam["index"], tmp_path / run, tmp_path / f"rep_{run}")
+        _train(params, fam["store"], fam["index"], tmp_path / run, tmp_path / f"rep_{run}")
     sa = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
     sb = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
     for k in sa:
@@ -82,7 +89,7 @@ def test_no_validation_series_is_an_error_naming_the_family(fam, tmp_path):
     table.to_parquet(index / "series.parquet")
     fam["localizers"].to_parquet(index / "localizers.parquet")
     with pytest.raises(ValueError, match="mr: .* 0 validation"):
-        train_family(_params("mr"), "mr", fam["store"], index, tmp_path / "m", tmp_path / "r")
+        _train(_params("mr"), fam["store"], index, tmp_path / "m", tmp_path / "r")
 
 
 def test_heat_maps_learn_where_the_blob_is(tmp_path):
@@ -92,7 +99,7 @@ def test_heat_maps_learn_where_the_blob_is(tmp_path):
     fam = build_family(tmp_path / "data", "mr", n=64, size=32, k=4, channels=1, amplitude=0.9, noise=0.1,
                        val_fraction=0.3)
     params = _params("mr", model="mip_cnn", epochs=10, patience=10, lr=3e-3, width=8, batch_size=8)
-    s = train_family(params, "mr", fam["store"], fam["index"], tmp_path / "m", tmp_path / "r")
+    s = _train(params, fam["store"], fam["index"], tmp_path / "m", tmp_path / "r")
     h = s["history"]
     assert h[-1]["heat_loss"] < 0.25 * h[0]["heat_loss"]
     assert s["val_score"] > 0.8

@@ -42,16 +42,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import expit
 
-from willis.evaluate.metrics import auc, ece, nll, nll_logits
 from willis.labels import LABELS, LOCATIONS, PRESENT, PRESENT_INDEX
+from willis.metrics import auc, ece, nll, nll_logits
+from willis.models.logits import logit_arrays, read_logits
+from willis.params.calibrate import CalibrateParams
 
 SCHEMA = "willis.calibration/2"
 READABLE_SCHEMAS = ("willis.calibration/1", SCHEMA)  # /1: before the bias term (b = 0)
-LOGIT_PREFIX = "logit::"                # val_logits.parquet: column f"logit::{label}" per label
 LOG_T_BOUNDS = (math.log(0.05), math.log(20.0))  # T in [0.05, 20]: wider means a broken model
 BIAS_BOUNDS = (-10.0, 10.0)             # logits; a bias at a bound is flagged
 BIAS_PRIOR_SD = 2.0                     # Gaussian prior on the bias (logits): MAP, not ML, for rare labels
@@ -60,23 +60,6 @@ DEFAULT_THRESHOLD = 0.5                 # labels without both classes in validat
 N_LOC = len(LOCATIONS)
 
 log = logging.getLogger(__name__)
-
-
-def frame_arrays(df: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """(Y (N, 14) int truth, Z (N, 14) float logits) from a logits frame; errors name ``source``."""
-    need = [*LABELS, *(LOGIT_PREFIX + n for n in LABELS)]
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise ValueError(f"{source}: missing column(s) {missing[:3]}{'...' if len(missing) > 3 else ''}")
-    Y = df[list(LABELS)].to_numpy()
-    Z = df[[LOGIT_PREFIX + n for n in LABELS]].to_numpy(dtype=float)
-    if not np.isin(Y, (0, 1)).all():
-        raise ValueError(f"{source}: label columns must be 0/1")
-    bad = ~np.isfinite(Z).all(axis=1)
-    if bad.any():
-        uids = df["SeriesInstanceUID"].to_numpy()[bad][:3] if "SeriesInstanceUID" in df else []
-        raise ValueError(f"{source}: {int(bad.sum())} row(s) with non-finite logits, e.g. {list(uids)}")
-    return Y.astype(int), Z
 
 
 def fit_temperature(z: np.ndarray, y: np.ndarray) -> float:
@@ -291,18 +274,19 @@ def calibration_report(Y: np.ndarray, Z: np.ndarray, cal: Calibration, ece_bins:
             "flagged": sorted(cal.flags), "labels": labels}
 
 
-def run_calibrate(val_logits: str | Path, out: str | Path, report: str | Path, plot: str | Path,
-                  family: str, target_precision: float, use_gate: bool, alphas, ece_bins: int,
-                  use_bias: bool = True) -> Calibration:
-    """The ``calibrate`` stage for one family: fit on ``val_logits``, write json, report and plot."""
-    from willis.evaluate.plots import reliability_diagram
+def run_calibrate(p: CalibrateParams, *, family: str, val_logits: str | Path, out: str | Path,
+                  report: str | Path, plot: str | Path) -> Calibration:
+    """The ``calibrate`` stage for one family (section ``p``): fit on the logits table ``val_logits``
+    (``willis.models.logits``), write ``out`` (calibration.json), the ``report`` and the ``plot``."""
+    from willis.plots import reliability_diagram
 
-    df = pd.read_parquet(val_logits)
+    df = read_logits(val_logits)
     if df.empty:
         raise ValueError(f"{val_logits}: no validation series to calibrate on")
-    Y, Z = frame_arrays(df, str(val_logits))
-    cal = fit_calibration(Y, Z, family, target_precision, use_gate, alphas, use_bias)
+    Y, Z = logit_arrays(df, str(val_logits))
+    cal = fit_calibration(Y, Z, family, p.target_precision, p.gate, p.alphas, p.bias)
     cal.save(out)
+    ece_bins = p.ece_bins
     rep = calibration_report(Y, Z, cal, ece_bins)
     Path(report).parent.mkdir(parents=True, exist_ok=True)
     Path(report).write_text(json.dumps(rep, indent=2) + "\n")

@@ -181,9 +181,11 @@ def run_decode_check(index_dir: str | Path, root: str | Path, report_path: str |
 
     from tqdm import tqdm
 
+    from willis.index.tables import read_index
+
     index_dir, root = Path(index_dir), Path(root)
-    series = pd.read_parquet(index_dir / "series.parquet")
-    files = pd.read_parquet(index_dir / "files.parquet")
+    series = read_index(index_dir, "series")
+    files = read_index(index_dir, "files")
     groups = dict(tuple(files.groupby("SeriesInstanceUID", sort=False)))
     empty = files.iloc[:0]
     with_folder = series[series["has_folder"]]
@@ -233,7 +235,7 @@ def run_decode_check(index_dir: str | Path, root: str | Path, report_path: str |
 
 def load_exclusions(report_path: str | Path) -> dict[str, list[str]]:
     """uid -> reasons, for every series the decode check excluded."""
-    rep = json.loads(Path(report_path).read_text())
+    rep = read_decode_report(report_path)
     return {u: list(v["reasons"]) for u, v in rep["series"].items() if v["status"] == "excluded"}
 
 
@@ -242,5 +244,23 @@ excluded = load_exclusions  # the name docs/ARCHITECTURE.md uses
 
 def usable_uids(report_path: str | Path) -> set[str]:
     """Series with status ok or partial (their reasons stay in the report)."""
-    rep = json.loads(Path(report_path).read_text())
+    rep = read_decode_report(report_path)
     return {u for u, v in rep["series"].items() if v["status"] != "excluded"}
+
+
+def read_decode_report(report_path: str | Path) -> dict:
+    """The report at ``report_path``, its per-series entries checked (a status of STATUSES, a list of
+    reasons); errors name the file and the series. Every later reader goes through this."""
+    path = Path(report_path)
+    try:
+        rep = json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{path}: no decode report here (has the `decode_check` stage run?)") from e
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not a JSON decode report: {e}") from e
+    if not isinstance(rep, dict) or not isinstance(rep.get("series"), dict):
+        raise ValueError(f"{path}: expected an object with a 'series' mapping")
+    for uid, v in rep["series"].items():
+        if not isinstance(v, dict) or v.get("status") not in STATUSES or not isinstance(v.get("reasons"), list):
+            raise ValueError(f"{path}: series {uid}: expected a status in {STATUSES} and a list of reasons, got {v!r}")
+    return rep

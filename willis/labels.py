@@ -7,6 +7,8 @@ its last axis in exactly this order (``LABELS``).
 
 from __future__ import annotations
 
+import re
+
 LOCATIONS: tuple[str, ...] = (
     "Left Infraclinoid Internal Carotid Artery",
     "Right Infraclinoid Internal Carotid Artery",
@@ -55,3 +57,8 @@ def flip_permutation() -> list[int]:
     for left, right in LR_PAIRS:
         perm[left], perm[right] = right, left
     return perm
+
+
+def label_slug(name: str) -> str:
+    """File-name form of a label (dvclive metric and plot names): ``Aneurysm Present`` -> ``aneurysm_present``."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")

@@ -1,7 +1,7 @@
 """The ``evaluate`` stage: calibrated test-split predictions, metrics, baseline, plots, report.
 
 The test split is held out: nothing here fits on it or tunes a threshold on it. Per family the
-model's test logits come from ``willis.train.infer.logits_for(model_dir, store, uids)``, go
+model's test logits come from ``willis.models.infer.logits_for(model_dir, store, uids)``, go
 through the family's ``Calibration`` (fitted on validation), and are decided at its thresholds.
 Series that ``decode_check`` excluded are not evaluated but counted and listed with reasons; a
 series the model or the store cannot serve is listed the same way (``failures``), never dropped
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,16 +20,20 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from willis.calibration import Calibration, frame_arrays
+from willis.calibration import Calibration
+from willis.decode_check import read_decode_report
 from willis.evaluate.baseline import Baseline, readable, series_features
-from willis.evaluate.metrics import bootstrap_score, competition_score, summarize
 from willis.evaluate.report import STATUS_UNCHECKED, split_status_counts, write_metrics, write_summary
-from willis.labels import LABELS, PRESENT_INDEX
+from willis.index.tables import SPLIT_LABEL_COLUMNS, index_path, read_index
+from willis.labels import LABELS, PRESENT_INDEX, label_slug
+from willis.metrics import bootstrap_score, competition_score, summarize
+from willis.models.logits import LOGIT_COLUMNS, validate_logits
+from willis.params.evaluate import EvaluateParams
+from willis.projections.store import family_path
 
 log = logging.getLogger(__name__)
 
 PLOT_SUBDIRS = ("roc", "pr", "cm")  # under <live_dir>/plots/sklearn/, one JSON per label
-SERIES_COLUMNS = ("SeriesInstanceUID", "Modality", "family", "split", "smoke", *LABELS)
 
 
 @dataclass
@@ -48,22 +51,19 @@ class Predictions:
 
 def decode_status(report_path: str | Path) -> dict[str, dict]:
     """uid -> {"status", "reasons"} from ``reports/decode_check.json``."""
-    rep = json.loads(Path(report_path).read_text())
+    rep = read_decode_report(report_path)
     return {u: {"status": v.get("status", STATUS_UNCHECKED), "reasons": list(v.get("reasons", []))}
             for u, v in rep.get("series", {}).items()}
 
 
-def load_series(index_path: str | Path, smoke: bool) -> pd.DataFrame:
-    """The index table (every split), restricted to the smoke subset when ``smoke``."""
-    df = pd.read_parquet(index_path)
-    missing = [c for c in SERIES_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{index_path}: missing column(s) {missing}")
+def load_series(index_dir: str | Path, smoke: bool) -> pd.DataFrame:
+    """The series table of the index (every split), restricted to the smoke subset when ``smoke``."""
+    df = read_index(index_dir, "series", require=SPLIT_LABEL_COLUMNS)
     return df[df["smoke"].astype(bool)] if smoke else df
 
 
 def _default_logits_fn():
-    from willis.train.infer import logits_for  # the training engineer's inference entry point
+    from willis.models.infer import logits_for  # imported here: torch only when the real model runs
 
     return logits_for
 
@@ -80,9 +80,9 @@ def predict_family(family: str, test: pd.DataFrame, train: pd.DataFrame, models_
     rows = test[test["SeriesInstanceUID"].isin(got)]
     # truth from the index (the source of truth); logits aligned to it by uid
     logits = logits.set_index("SeriesInstanceUID").loc[rows["SeriesInstanceUID"]].reset_index()
+    validate_logits(logits, with_truth=False, source=f"test logits of {models_dir / family}")
     Y = rows[list(LABELS)].to_numpy(dtype=int)
-    _, Z = frame_arrays(logits.assign(**{n: Y[:, j] for j, n in enumerate(LABELS)}),
-                        f"test logits of {models_dir / family}")
+    Z = logits[LOGIT_COLUMNS].to_numpy(dtype=float)
     P = cal.apply(Z)  # (N, 14) calibrated, gated
     B, notes = _baseline(family, rows, train, store, grid, c)
     frame = rows[["SeriesInstanceUID", "Modality", "family"]].reset_index(drop=True)
@@ -134,11 +134,6 @@ def group_metrics(pr: Predictions, mask: np.ndarray, ece_bins: int, labels: bool
     return m
 
 
-def slug(name: str) -> str:
-    """File-name form of a label: ``Aneurysm Present`` -> ``aneurysm_present``."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-
-
 def build_metrics(pr: Predictions, ece_bins: int, n_boot: int, seed: int) -> dict:
     """The ``reports/metrics.json`` dict: score first, then families, modalities, labels, baseline."""
     everything = np.ones(len(pr.frame), bool)
@@ -179,12 +174,12 @@ def log_plots(live_dir: str | Path, pr: Predictions) -> list[str]:
         for j, name in enumerate(LABELS):
             y, p, d = pr.Y[:, j], pr.P[:, j], pr.pred[:, j].astype(int)
             if 0 < y.sum() < len(y):
-                live.log_sklearn_plot("roc", y, p, name=f"roc/{slug(name)}.json", title=f"ROC: {name}")
-                live.log_sklearn_plot("precision_recall", y, p, name=f"pr/{slug(name)}.json",
+                live.log_sklearn_plot("roc", y, p, name=f"roc/{label_slug(name)}.json", title=f"ROC: {name}")
+                live.log_sklearn_plot("precision_recall", y, p, name=f"pr/{label_slug(name)}.json",
                                       title=f"Precision-recall: {name}")
-            live.log_sklearn_plot("confusion_matrix", y, d, name=f"cm/{slug(name)}.json",
+            live.log_sklearn_plot("confusion_matrix", y, d, name=f"cm/{label_slug(name)}.json",
                                   title=f"Confusion at the calibrated threshold: {name}")
-            names.append(slug(name))
+            names.append(label_slug(name))
     for sub in PLOT_SUBDIRS:  # declared DVC outputs: they must exist even when no label had a curve
         (Path(live_dir) / "plots/sklearn" / sub).mkdir(parents=True, exist_ok=True)
     # Live.end() always writes a summary file; nothing is logged as a metric here (metrics.json at
@@ -209,16 +204,15 @@ def _heat_and_points(worst: pd.DataFrame, projections: Path, models: Path | None
                      index_dir: Path | None) -> tuple[dict, dict]:
     """Per worst series: the model's Present heat map (3, h, w) and the annotated points (n, 3, 2),
     where a heat head and localizers exist; {} otherwise (unreadable series get neither)."""
+    from willis.models.infer import heat_maps_for
     from willis.projections.store import open_store
-    from willis.train.data import localizer_targets
-    from willis.train.heatmap import VIEW_SLICES
-    from willis.train.infer import heat_maps_for
+    from willis.projections.targets import LOCALIZER_INPUTS, VIEW_SLICES, localizer_targets
 
     heat, points = {}, {}
-    loc = pd.read_parquet(index_dir / "localizers.parquet") if index_dir is not None \
-        and (index_dir / "localizers.parquet").exists() else None
+    loc = read_index(index_dir, "localizers", require=LOCALIZER_INPUTS) \
+        if index_dir is not None and index_path(index_dir, "localizers").exists() else None
     for fam, rows in worst.groupby("family"):
-        store = projections / f"{fam}.zarr"
+        store = family_path(projections, fam)
         uids = readable(store, rows["SeriesInstanceUID"].tolist())[0]
         if not uids:
             continue
@@ -242,7 +236,7 @@ def write_thumbnails(worst: pd.DataFrame, projections: Path, out_dir: Path, mode
     With ``models``, the model's Present heat map is drawn over the views; with ``index_dir``,
     the annotated aneurysms (``localizers.parquet``) are circled."""
     from willis.evaluate.baseline import iter_mips
-    from willis.evaluate.plots import mip_thumbnail
+    from willis.evaluate.thumbnails import mip_thumbnail
 
     shutil.rmtree(out_dir, ignore_errors=True)  # stale thumbnails of a previous run must not linger
     out_dir.mkdir(parents=True)                  # a declared DVC output, even with worst_k = 0
@@ -250,7 +244,7 @@ def write_thumbnails(worst: pd.DataFrame, projections: Path, out_dir: Path, mode
     paths = []
     for i, r in worst.iterrows():
         uid = r["SeriesInstanceUID"]
-        (_, mip, why), = iter_mips(projections / f"{r['family']}.zarr", [uid])
+        (_, mip, why), = iter_mips(family_path(projections, r["family"]), [uid])
         if mip is None:
             log.warning("thumbnail %s: %s", uid, why)
             paths.append(None)
@@ -262,50 +256,52 @@ def write_thumbnails(worst: pd.DataFrame, projections: Path, out_dir: Path, mode
     return paths
 
 
-def run_evaluate(params, *, index: str | Path, decode_report: str | Path, models: str | Path,
-                 projections: str | Path, metrics_out: str | Path, summary_out: str | Path,
-                 live_dir: str | Path, calibrate_reports: str | Path = "reports/calibrate",
+def run_evaluate(ev: EvaluateParams, *, families: tuple[str, ...], index: str | Path,
+                 decode_report: str | Path, models: str | Path, projections: str | Path,
+                 metrics_out: str | Path, summary_out: str | Path, live_dir: str | Path,
+                 calibrate_reports: str | Path, seed: int, smoke: bool,
                  logits_fn: Callable | None = None) -> dict:
-    """The whole ``evaluate`` stage (``params``: the loaded ``willis.params.Params``). Returns metrics."""
-    ev, models, projections, live_dir = params.evaluate, Path(models), Path(projections), Path(live_dir)
+    """The whole ``evaluate`` stage: section ``ev`` (``evaluate``), the ``families`` to score, the
+    index folder ``index``, the other artifacts' paths, the bootstrap ``seed`` and ``smoke``
+    (only the smoke subset). Returns the metrics dict."""
+    models, projections, live_dir = Path(models), Path(projections), Path(live_dir)
     logits_fn = logits_fn or _default_logits_fn()
-    series = load_series(index, params.smoke)
+    series = load_series(index, smoke)
     status = decode_status(decode_report)
     is_excluded = series["SeriesInstanceUID"].map(lambda u: status.get(u, {}).get("status") == "excluded")
     test_all = series[series["split"] == "test"]
     excluded = {u: status[u]["reasons"] for u in test_all.loc[is_excluded[test_all.index], "SeriesInstanceUID"]}
     test, train = test_all[~is_excluded[test_all.index]], series[(series["split"] == "train") & ~is_excluded]
     log.info("evaluate: %d test series (%d excluded by decode_check), smoke=%s",
-             len(test), len(excluded), params.smoke)
+             len(test), len(excluded), smoke)
 
     parts, notes = [], []
-    for fam in params.families:
+    for fam in families:
         t, tr = test[test["family"] == fam], train[train["family"] == fam]
         if t.empty:
             notes.append(f"{fam}: no evaluable test series")
             continue
-        parts.append(predict_family(fam, t, tr, models, projections / f"{fam}.zarr", logits_fn,
+        parts.append(predict_family(fam, t, tr, models, family_path(projections, fam), logits_fn,
                                     ev.baseline_grid, ev.baseline_c))
     if not parts or sum(len(p.frame) for p in parts) == 0:
-        raise ValueError(f"{index}: no test series could be evaluated (families {list(params.families)}, "
-                         f"smoke={params.smoke}, {len(excluded)} excluded)")
+        raise ValueError(f"{index}: no test series could be evaluated (families {list(families)}, "
+                         f"smoke={smoke}, {len(excluded)} excluded)")
     pr = _concat(parts)
     notes = pr.notes + notes
 
-    metrics = build_metrics(pr, ev.ece_bins, ev.bootstrap, params.seed)
+    metrics = build_metrics(pr, ev.ece_bins, ev.bootstrap, seed)
     metrics["counts"] = {"test_evaluated": len(pr.frame), "test_excluded": len(excluded),
                          "test_failed": len(pr.failures), "train_for_baseline": len(train)}
     write_metrics(metrics_out, metrics)
 
     log_plots(live_dir, pr)
     worst = worst_series(pr, ev.worst_k)
-    thumbs = write_thumbnails(worst, projections, live_dir / "worst", models=models,
-                              index_dir=Path(index).parent)
+    thumbs = write_thumbnails(worst, projections, live_dir / "worst", models=models, index_dir=Path(index))
     plot_dirs = dict(zip(("ROC curves", "precision-recall curves", "confusion matrices at the calibrated thresholds"),
                          (live_dir / "plots/sklearn" / sub for sub in PLOT_SUBDIRS)))
-    for fam in params.families:
+    for fam in families:
         plot_dirs[f"{fam} validation reliability diagram"] = Path(calibrate_reports) / f"{fam}_reliability.png"
-    write_summary(summary_out, metrics, smoke=params.smoke, counts=split_status_counts(series, status),
+    write_summary(summary_out, metrics, smoke=smoke, counts=split_status_counts(series, status),
                   excluded=excluded, failures=pr.failures, worst=worst, thumbs=thumbs,
                   plot_dirs=plot_dirs, notes=notes)
     log.info("evaluate: score %s (baseline %s) on %d series", metrics["score"],

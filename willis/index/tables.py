@@ -198,3 +198,38 @@ def build_index(root: str | Path, out: str | Path, *, workers: int, val_fraction
                "localizers_not_found": int((~localizers["found"]).sum())}
     log.info("index: %s", summary)
     return summary
+
+
+# ---------------------------------------------------------------- readers (the only way the tables are read back)
+
+TABLE_COLUMNS = {"series": SERIES_COLUMNS, "files": FILES_COLUMNS, "localizers": LOCALIZER_COLUMNS}
+# the series columns a stage needs to take one family's split with its labels (train, evaluate)
+SPLIT_LABEL_COLUMNS = ("SeriesInstanceUID", "Modality", "family", "split", "smoke", *LABELS)
+
+
+def index_path(index_dir: str | Path, table: str = "series") -> Path:
+    """``<index_dir>/<table>.parquet`` for ``table`` in series / files / localizers."""
+    if table not in TABLE_COLUMNS:
+        raise ValueError(f"unknown index table {table!r}; expected one of {sorted(TABLE_COLUMNS)}")
+    return Path(index_dir) / f"{table}.parquet"
+
+
+def read_index(index_dir: str | Path, table: str = "series", *, require=None) -> pd.DataFrame:
+    """One table of the index in ``index_dir``, its columns checked against the schema above.
+
+    ``require`` names the columns the caller reads (default: every column of that table's schema);
+    each must be a schema column, and a file without one raises ValueError naming the file.
+    """
+    path = index_path(index_dir, table)
+    schema = TABLE_COLUMNS[table]
+    need = list(schema) if require is None else list(require)
+    unknown = [c for c in need if c not in schema]
+    if unknown:
+        raise ValueError(f"{table}.parquet has no column(s) {unknown} in its schema (willis/index/tables.py)")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no index table here (has the `index` stage run?)")
+    df = pd.read_parquet(path)
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}")
+    return df

@@ -9,8 +9,9 @@ not care which one they hold::
 (axial thin-slab MIPs), both float in [0, 1]; ``modality_id`` is (B,) int64, an index into the
 family's modality vocabulary (``willis.models.checkpoint.modality_vocab``). Logits follow
 ``willis.labels.LABELS`` (13 locations, then Aneurysm Present).
+
+Modules: ``backbone``, ``mip_cnn``, ``mil``, ``heat`` (the networks), ``checkpoint`` (``model.pt`` +
+``meta.json``: ``save_model``, ``load_model``), ``infer`` (logits from a checkpoint, the device
+policy), ``logits`` (the logits table contract: ``read_logits``, ``write_logits``). Kept import-free
+so that reading a logits table (``calibrate``) does not import torch or the networks.
 """
-
-from willis.models.checkpoint import build_model, load_model, save_model
-
-__all__ = ["build_model", "load_model", "save_model"]

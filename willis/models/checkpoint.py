@@ -30,6 +30,7 @@ from torch import nn
 from willis.labels import LABELS, MODALITIES, MODALITY_FAMILY
 from willis.models.mil import AttentionMIL
 from willis.models.mip_cnn import MipCNN
+from willis.params.train import TrainParams
 
 FORMAT = 1
 MODEL_CLASSES: dict[str, type[nn.Module]] = {"mil": AttentionMIL, "mip_cnn": MipCNN}
@@ -45,8 +46,8 @@ def modality_vocab(family: str) -> list[str]:
     return vocab
 
 
-def arch_from_params(p, in_channels: int, n_modalities: int) -> dict:
-    """Architecture args from a ``TrainParams``; stored verbatim in meta.json."""
+def arch_from_params(p: TrainParams, in_channels: int, n_modalities: int) -> dict:
+    """Architecture args from the family's train section; stored verbatim in meta.json."""
     common = dict(in_channels=in_channels, n_modalities=n_modalities, backbone=p.backbone,
                   width=p.width, embed_dim=p.embed_dim, modality_dim=p.modality_dim,
                   dropout=p.dropout, backbone_weights=p.backbone_weights, input_size=p.input_size,

@@ -20,12 +20,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from willis.labels import LOCATIONS
-from willis.labels import LABELS
+from willis.labels import LABELS, LOCATIONS
 from willis.models.backbone import LabelHeads, make_backbone
 from willis.models.heat import HeatHead, HeatReadout, encode_images, pool_images
-
-N_VIEWS = 3  # axial, coronal, sagittal
+from willis.projections.views import VIEWS  # the mip array's view axis: axial, coronal, sagittal
 
 
 class GatedAttention(nn.Module):
@@ -54,8 +52,8 @@ class AttentionMIL(nn.Module):
         fused = embed_dim
         if include_mips:
             # a learned offset per view tells the shared backbone's output which plane it came from
-            self.view_embed = nn.Parameter(torch.zeros(N_VIEWS, embed_dim))
-            fused += N_VIEWS * embed_dim
+            self.view_embed = nn.Parameter(torch.zeros(len(VIEWS), embed_dim))
+            fused += len(VIEWS) * embed_dim
         self.heads = LabelHeads(fused, n_modalities, modality_dim, len(LOCATIONS), dropout)
         self.heatmap = heatmap
         self.heat = HeatHead(self.backbone.map_channels, len(LABELS)) if heatmap else None

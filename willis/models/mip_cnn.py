@@ -14,12 +14,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from willis.labels import LOCATIONS
-from willis.labels import LABELS
+from willis.labels import LABELS, LOCATIONS
 from willis.models.backbone import LabelHeads, make_backbone
 from willis.models.heat import HeatHead, HeatReadout, encode_images, pool_images
-
-N_VIEWS = 3  # axial, coronal, sagittal
+from willis.projections.views import VIEWS  # the mip array's view axis: axial, coronal, sagittal
 
 
 class MipCNN(nn.Module):
@@ -29,8 +27,8 @@ class MipCNN(nn.Module):
                  input_size: int | None = None, heatmap: bool = False):
         super().__init__()
         self.backbone = make_backbone(backbone, in_channels, width, embed_dim, backbone_weights, input_size)
-        self.view_embed = nn.Parameter(torch.zeros(N_VIEWS, embed_dim))
-        self.heads = LabelHeads(N_VIEWS * embed_dim, n_modalities, modality_dim, len(LOCATIONS), dropout)
+        self.view_embed = nn.Parameter(torch.zeros(len(VIEWS), embed_dim))
+        self.heads = LabelHeads(len(VIEWS) * embed_dim, n_modalities, modality_dim, len(LOCATIONS), dropout)
         self.heatmap = heatmap
         self.heat = HeatHead(self.backbone.map_channels, len(LABELS)) if heatmap else None
         if heatmap:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from willis.params import require
+from willis.params.schema import require
 
 
 @dataclass(frozen=True)

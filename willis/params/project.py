@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from willis.params import require
+from willis.params.schema import require
 
 
 @dataclass(frozen=True)

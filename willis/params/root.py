@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from willis.params import require
+from willis.params.schema import require
 from willis.params.calibrate import CalibrateParams
 from willis.params.data import DataParams
 from willis.params.decode_check import DecodeCheckParams

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from willis.params import require
+from willis.params.schema import require
 
 
 @dataclass(frozen=True)
 class SynthesizeParams:
     out: str = "data/synthetic"      # where the RSNA-layout folder is written
-    n_series: int = 360              # series in the dataset (one patient may own several)
+    n_series: int = 720              # series in the dataset (one patient may own several)
     positive_rate: float = 0.42      # fraction of series with at least one aneurysm
     workers: int = 2                 # worker processes
     broken_per_kind: int = 1         # deliberately broken series per breakage kind (see MANIFEST.json)
-    max_slices: int = 400            # cap on slices per series (thinner coverage steps above it)
-    max_matrix: int = 0              # cap on the in-plane matrix (longer side), same field of view; 0 = no cap
+    max_slices: int = 96             # cap on slices per series (thinner coverage steps above it)
+    max_matrix: int = 128            # cap on the in-plane matrix (longer side), same field of view; 0 = no cap
 
     def check(self) -> None:
         require(self.n_series > 0, "synthesize.n_series", "must be > 0")

@@ -1,8 +1,9 @@
 """``train``: one model per modality family (``train.ct``, ``train.mr``). Owned by willis/train/.
 
-Every knob of the model, the loss, the sampler, the augmentation and the optimiser is here, so an
-experiment is ``dvc exp run -S train.ct.lr=3e-4``, never a code edit. Defaults are sized so that
-one family trains in about two minutes on two CPU cores at ``project.size=128, instances=12``.
+Every knob of the model, the loss, the sampler, the augmentation and the optimiser is here and in
+``params.yaml`` (``train.ct``, ``train.mr``: every key, with the same values as the defaults below;
+``tests/test_params.py`` checks that they agree), so an experiment is
+``dvc exp run -S train.ct.lr=3e-4``, never a code edit.
 """
 
 from __future__ import annotations
@@ -10,17 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from willis.params import require
+from willis.params.schema import require
 
 
 @dataclass(frozen=True)
 class TrainParams:
     # --- model ----------------------------------------------------------------------------------
-    model: Literal["mip_cnn", "mil"] = "mil"
+    model: Literal["mip_cnn", "mil"] = "mip_cnn"
     backbone: str = "compact"           # "compact" (defined in willis/models/backbone.py) or a timm name
     backbone_weights: Optional[str] = None  # local weights file for a timm backbone; never downloaded
     width: int = 16                     # channels of the compact CNN's first stage (doubles per stage)
-    input_size: Optional[int] = 64      # area-resize each S x S image to this inside the model (None: S);
+    input_size: Optional[int] = None    # area-resize each S x S image to this inside the model (None: S);
                                         # compute scales with its square: the CPU-budget knob
     embed_dim: int = 64                 # per-image embedding size fed to pooling/fusion
     attn_dim: int = 32                  # hidden size of the gated attention (Ilse et al. 2018)
@@ -62,7 +63,7 @@ class TrainParams:
     weight_decay: float = 1e-4
     warmup_epochs: int = 1
     grad_clip: float = 1.0
-    patience: int = 10                  # early stopping on the validation weighted score
+    patience: int = 30                  # early stopping on the validation weighted score
     device: str = "auto"                # auto | cpu | cuda | cuda:N
     threads: int = 2                    # torch CPU threads (the reference box has 2 cores)
     seed: Optional[int] = None          # training seed (init, sampling, augmentation); null: the global

@@ -9,7 +9,7 @@ The path is exactly the pipeline's, no second implementation:
     willis.index.scan_series            header scan, largest consistent group   (stage ``index``)
     willis.decode_check.check_series    test decode, ok / partial / excluded    (stage ``decode_check``)
     willis.projections.project_series   streaming reorient + project            (stage ``project``)
-    willis.train.infer.infer_arrays     the family's model -> 14 logits         (stages ``train``, ``evaluate``)
+    willis.models.infer.infer_arrays    the family's model -> 14 logits         (stages ``train``, ``evaluate``)
     willis.calibration.Calibration      temperature + bias, sigmoid, Present-gating    (stage ``calibrate``)
 
 Projection uses the ``project`` params stored in the checkpoint's ``meta.json`` (what the model was
@@ -57,7 +57,6 @@ from willis.predict.bundle import (  # noqa: F401  (re-exported: the public API 
     BundleError,
     FamilyModel,
     load_bundle,
-    resolve_device,
     resolve_models_dir,
 )
 from willis.predict.submodality import MR_DEFAULT, MR_TAGS, TE_T2_MIN_MS, mr_submodality  # noqa: F401
@@ -204,7 +203,7 @@ def predict(series_path: str, *, models_dir: str | Path | None = None, device: s
             raise SeriesError(f"{series_path}: projected channels {channels} differ from the {prep.family} "
                               f"model's {fm.meta['channels']} (bundle and code out of step)")
         t = time.perf_counter()
-        from willis.train.infer import infer_arrays
+        from willis.models.infer import infer_arrays
 
         logits = np.asarray(infer_arrays(fm.model, fm.meta, prep.projection.mip, prep.projection.instances,
                                          prep.modality), dtype=np.float64).reshape(1, len(LABELS))

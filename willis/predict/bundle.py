@@ -59,14 +59,6 @@ def resolve_models_dir(models_dir: str | Path | None = None) -> Path:
     return Path(models_dir or os.environ.get(ENV_MODELS) or DEFAULT_MODELS).resolve()
 
 
-def resolve_device(device: str = "auto") -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def _meta_prior(meta: dict, path: Path) -> np.ndarray:
     """(14,) training prior from meta.json, reordered to LABELS by name when stored as a mapping."""
     prior = meta.get("prior")
@@ -87,7 +79,7 @@ def _meta_project_params(meta: dict, path: Path):
     Older checkpoints carry only ``size`` and ``instances``: the other keys then take the
     ProjectParams defaults (never today's params.yaml), with a warning.
     """
-    from willis.params import ParamsError, build
+    from willis.params.schema import ParamsError, build
     from willis.params.project import ProjectParams
 
     section = meta.get("project")
@@ -123,7 +115,7 @@ def _load_family(family_dir: Path, family: str, device: str) -> FamilyModel:
 def _warm_up(model, meta: dict) -> None:
     """One forward pass on zeros at load time, so CUDA context / cuDNN start-up (~1 s, measured on
     an H200) is paid before serving rather than inside the first series' call."""
-    from willis.train.infer import infer_arrays
+    from willis.models.infer import infer_arrays
 
     c, s, k = len(meta["channels"]), int(meta["size"]), int(meta["instances"])
     infer_arrays(model, meta, np.zeros((3, c, s, s), np.uint8), np.zeros((k, c, s, s), np.uint8),
@@ -136,7 +128,9 @@ def load_bundle(models_dir: str | Path | None = None, device: str = "auto") -> B
     A family without a model directory is skipped with a warning (its series then get a prior);
     a bundle with no family at all, or a family directory that is incomplete, raises BundleError.
     """
-    path, dev = resolve_models_dir(models_dir), resolve_device(device)
+    from willis.models.infer import resolve_device  # imported here: torch only once a bundle loads
+
+    path, dev = resolve_models_dir(models_dir), str(resolve_device(device))
     key = (str(path), dev)
     if key in _BUNDLES:
         return _BUNDLES[key]

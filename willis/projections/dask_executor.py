@@ -1,7 +1,8 @@
 """``project.executor: dask``: the same tasks on a Dask distributed cluster, one task per series.
 
 Each task projects one series and writes its whole chunks straight into the store (the same
-``_work`` as the local executor; each Dask worker process opens a store once and keeps it). The
+``willis.projections.worker.work`` as the local executor; each Dask worker process opens a store
+once and keeps it). The
 parent still journals every finished series and finalizes the stores, so resuming, failure
 reporting and the store contents are exactly those of ``executor: local``.
 
@@ -19,17 +20,17 @@ from pathlib import Path
 from tqdm import tqdm
 
 from willis.params.project import ProjectParams
-from willis.projections import executor as ex
+from willis.projections import worker
 from willis.projections.workdir import record_result
 
 log = logging.getLogger(__name__)
 
 
 def _dask_work(stores: dict[str, str], root: str, params: ProjectParams, fam: str, row: int, srow: dict, files):
-    """Runs on a Dask worker: set up the per-process state once, then the local executor's ``_work``."""
-    if ex._W.get("stores") != stores or ex._W.get("params") != params:
-        ex._init_worker(stores, root, params)
-    return ex._work(fam, row, srow, files)
+    """Runs on a Dask worker: set up the per-process state once, then the shared ``worker.work``."""
+    if not worker.ready_for(stores, params):
+        worker.init(stores, root, params)
+    return worker.work(fam, row, srow, files)
 
 
 def run_tasks_dask(tasks, state, by_uid, rows_by_uid, root: Path, params: ProjectParams) -> None:
@@ -51,13 +52,13 @@ def run_tasks_dask(tasks, state, by_uid, rows_by_uid, root: Path, params: Projec
                                    dashboard_address=None)
             client = Client(cluster)
         with client, tqdm(total=len(tasks), desc="project (dask)", unit="series") as bar:
-            window = max(1, params.workers * ex.IN_FLIGHT_PER_WORKER)
+            window = max(1, params.workers * worker.IN_FLIGHT_PER_WORKER)
             it = iter(tasks)
             family_of = {}
 
             def submit_next(ac) -> None:
                 for fam, row, uid in it:
-                    args = ex.task_args(fam, row, uid, by_uid, rows_by_uid)
+                    args = worker.task_args(fam, row, uid, by_uid, rows_by_uid)
                     fut = client.submit(_dask_work, stores, str(root), params, *args, key=f"project-{fam}-{uid}", pure=False)
                     family_of[fut.key] = fam
                     ac.add(fut)

@@ -18,8 +18,7 @@ Flow (``run_project``):
 
 A series that fails is recorded (journal, store attrs ``failed``, ``reports/project.json``) and
 the run goes on. A worker that dies (killed, out of memory) stops the run with an error; rerun it.
-Fault injection for tests: env ``WILLIS_PROJECT_DIE_AFTER=N`` makes each worker exit hard after
-writing N series (as ``kill -9`` would).
+What a worker does with one series is ``willis.projections.worker`` (shared with the Dask executor).
 """
 
 from __future__ import annotations
@@ -35,64 +34,32 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from tqdm import tqdm
 
 from willis.decode_check import load_exclusions
+from willis.index.tables import index_path, read_index
 from willis.params.project import ProjectParams
-from willis.projections.store import create_store, family_path, finalize_store, open_store, validate_store, write_projection
+from willis.projections import worker
+from willis.projections.store import create_store, family_path, finalize_store, validate_store
 from willis.projections.windows import channel_defs, channel_names
+from willis.projections.worker import IN_FLIGHT_PER_WORKER, task_args
 from willis.projections.workdir import CODE_ROOT, read_journal, record_result, select_series, store_params, work_hash
 
 log = logging.getLogger(__name__)
-
-DIE_AFTER_ENV = "WILLIS_PROJECT_DIE_AFTER"
-IN_FLIGHT_PER_WORKER = 3   # bounded submission: the parent never holds every series' file table at once
 
 
 class ProjectInterrupted(RuntimeError):
     """The run stopped before every series was projected (a worker died); a rerun resumes it."""
 
 
-# ---------------------------------------------------------------- worker side
-
-_W: dict[str, Any] = {}
-
-
-def _init_worker(stores: dict[str, str], root: str, params: ProjectParams) -> None:
-    logging.basicConfig(level=logging.WARNING)
-    _W.update(stores=stores, root=root, params=params, groups={}, written=0)
-
-
-def _work(family: str, row: int, series_row: dict, files: pd.DataFrame) -> tuple[str, str, Any]:
-    from willis.projections.streaming import ProjectionError, project_series  # imported in the worker
-
-    uid = series_row["SeriesInstanceUID"]
-    try:
-        proj = project_series(series_row, files, _W["root"], _W["params"], family)
-        groups = _W["groups"]
-        if family not in groups:  # open each store once per worker
-            groups[family] = open_store(_W["stores"][family], "r+")
-        write_projection(groups[family], row, proj)
-    except ProjectionError as e:  # a bad series: reported, never stops the run
-        return uid, "failed", str(e)
-    except Exception as e:  # an unexpected error (a bug, a full disk): keep the traceback in the log too
-        log.exception("series %s failed", uid)
-        return uid, "failed", f"series {uid}: {type(e).__name__}: {e}"
-    _W["written"] += 1
-    die_after = os.environ.get(DIE_AFTER_ENV)
-    if die_after and _W["written"] >= int(die_after):
-        os._exit(137)  # fault injection: die like kill -9 (after the chunks, before the parent journals it)
-    return uid, "ok", (proj.instance_z.tolist(), proj.attrs)
-
-
 # ---------------------------------------------------------------- parent
 
 def run_project(
+    params: ProjectParams,
+    *,
     index_dir: str | Path,
     decode_report: str | Path,
     root: str | Path,
-    params: ProjectParams,
     families: tuple[str, ...],
     smoke: bool,
     report_path: str | Path = "reports/project.json",
@@ -102,16 +69,17 @@ def run_project(
     """Project every selected series into ``<params.out>/<family>.zarr``; returns the report dict."""
     t0 = time.perf_counter()
     index_dir, root = Path(index_dir), Path(root)
-    series = pd.read_parquet(index_dir / "series.parquet")
+    series = read_index(index_dir, "series")
     excluded = load_exclusions(decode_report)
     chosen, left_out = select_series(series, families, excluded, smoke)
     key = work_hash(params, {"smoke": smoke, "root": str(root), "families": list(families)},
-                    [index_dir / "series.parquet", index_dir / "files.parquet", Path(decode_report)], Path(code_root))
+                    [index_path(index_dir, "series"), index_path(index_dir, "files"), Path(decode_report)],
+                    Path(code_root))
     work = Path(params.work) / f"project-{key}"
     work.mkdir(parents=True, exist_ok=True)
     log.info("work dir %s (resumable)", work)
 
-    files = pd.read_parquet(index_dir / "files.parquet")
+    files = read_index(index_dir, "files")
     want = set().union(*chosen.values()) if chosen else set()
     by_uid = {u: g for u, g in files[files["SeriesInstanceUID"].isin(want)].groupby("SeriesInstanceUID")}
     rows_by_uid = series.set_index("SeriesInstanceUID")
@@ -119,7 +87,7 @@ def run_project(
     state = {}
     tasks = []
     for fam, uids in chosen.items():
-        store, journal = work / f"{fam}.zarr", work / f"{fam}.journal.jsonl"
+        store, journal = family_path(work, fam), work / f"{fam}.journal.jsonl"
         done, failed = read_journal(journal)
         if not (store / "zarr.json").exists() or not journal.exists():
             create_store(store, fam, uids, channel_names(fam, params.vesselness), params.size, params.instances,
@@ -163,13 +131,6 @@ def run_project(
     return report
 
 
-def task_args(fam: str, row: int, uid: str, by_uid: dict, rows_by_uid: pd.DataFrame) -> tuple:
-    """(family, row, series_row dict, files of the series): what a worker needs for one series."""
-    srow = rows_by_uid.loc[uid].to_dict()
-    srow["SeriesInstanceUID"] = uid
-    return fam, row, srow, by_uid.get(uid, pd.DataFrame())
-
-
 def _run_tasks(tasks, state, by_uid, rows_by_uid, root: Path, params: ProjectParams) -> None:
     if not tasks:
         return
@@ -179,12 +140,12 @@ def _run_tasks(tasks, state, by_uid, rows_by_uid, root: Path, params: ProjectPar
     pending: set = set()
     it = iter(tasks)
     try:
-        with ProcessPoolExecutor(params.workers, mp_context=ctx, initializer=_init_worker,
+        with ProcessPoolExecutor(params.workers, mp_context=ctx, initializer=worker.init,
                                  initargs=(stores, str(root), params)) as pool, \
                 tqdm(total=len(tasks), desc="project", unit="series") as bar:
             def submit_next() -> bool:
                 for fam, row, uid in it:
-                    fut = pool.submit(_work, *task_args(fam, row, uid, by_uid, rows_by_uid))
+                    fut = pool.submit(worker.work, *task_args(fam, row, uid, by_uid, rows_by_uid))
                     fut.family = fam  # type: ignore[attr-defined]
                     pending.add(fut)
                     return True

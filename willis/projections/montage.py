@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from willis.index.tables import index_path, read_index
 from willis.labels import PRESENT
 from willis.projections.store import family_path, open_store
 from willis.projections.views import VIEWS, patient_to_view
@@ -78,9 +79,10 @@ def write_montage(store_path: Path, series: pd.DataFrame, localizers: pd.DataFra
 
 
 def write_montages(out: Path, index_dir: Path, montage_dir: str | Path, families, n: int) -> list[Path]:
-    series = pd.read_parquet(Path(index_dir) / "series.parquet")
-    loc_path = Path(index_dir) / "localizers.parquet"
-    localizers = pd.read_parquet(loc_path) if loc_path.exists() else pd.DataFrame(columns=["SeriesInstanceUID", "found", "patient"])
+    series = read_index(index_dir, "series", require=["SeriesInstanceUID", "Modality", PRESENT])
+    loc_cols = ["SeriesInstanceUID", "found", "patient"]
+    localizers = read_index(index_dir, "localizers", require=loc_cols) \
+        if index_path(index_dir, "localizers").exists() else pd.DataFrame(columns=loc_cols)
     written = []
     for fam in families:
         png = write_montage(family_path(out, fam), series, localizers, Path(montage_dir) / f"montage_{fam}.png", n)

@@ -24,10 +24,12 @@ import torch
 import torch.nn.functional as F
 
 from willis.labels import flip_permutation
+from willis.params.train import TrainParams
+from willis.projections.views import VIEWS
 from willis.train.heatmap import transform_points
 
-AXIAL, CORONAL, SAGITTAL = 0, 1, 2  # view order of the ``mip`` array
-LR_FLIPPED_VIEWS = (AXIAL, CORONAL)  # views whose columns mirror under a patient L-R flip
+# views (indices of the ``mip`` array's view axis) whose columns mirror under a patient L-R flip
+LR_FLIPPED_VIEWS = (VIEWS.index("axial"), VIEWS.index("coronal"))
 
 
 def flip_lr(mip: torch.Tensor, instances: torch.Tensor, y: torch.Tensor | None, which: torch.Tensor):
@@ -67,9 +69,9 @@ def _random_affine(x: torch.Tensor, deg: float, scale: float, shift: float,
     return out.view(b, n, c, h, w), theta
 
 
-def augment(mip: torch.Tensor, instances: torch.Tensor, y: torch.Tensor, p, gen: torch.Generator,
+def augment(mip: torch.Tensor, instances: torch.Tensor, y: torch.Tensor, p: TrainParams, gen: torch.Generator,
             points: torch.Tensor | None = None):
-    """Training-time augmentation of one batch (float in [0, 1] on its device); ``p``: TrainParams.
+    """Training-time augmentation of one batch (float in [0, 1] on its device).
 
     Returns (mip, instances, y, points): ``points`` (B, P, 8) moved with the pixels, or None."""
     b, k = instances.shape[:2]

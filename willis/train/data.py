@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from willis.index.tables import SPLIT_LABEL_COLUMNS, read_index
 from willis.labels import LABELS, PRESENT_INDEX
 from willis.models.checkpoint import modality_vocab
 from willis.projections.store import load_family, open_store
-from willis.projections.views import VIEWS, patient_to_view
-from willis.train.heatmap import N_COLS, visible
+from willis.projections.targets import LOCALIZER_INPUTS, localizer_targets, visible
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class FamilyData:
     y: np.ndarray                # float32 (N, 14), LABELS order
     attn_target: np.ndarray      # float32 (N, K): share of the series' localizers per instance
     attn_mask: np.ndarray        # bool (N,): the series has at least one mapped localizer
-    points: np.ndarray           # float32 (N, P, 8): localizers in every view (willis.train.heatmap)
+    points: np.ndarray           # float32 (N, P, 8): localizers in every view (willis.projections.targets)
     heat_mask: np.ndarray        # bool (N,): heat-map targets known (negative, or >= 1 mapped point)
     channels: list[str]
     size: int
@@ -63,43 +63,6 @@ class FamilyData:
 
     def nbytes(self) -> int:
         return len(self.uids) * (3 + self.instances) * len(self.channels) * self.size ** 2
-
-
-def localizer_targets(uids: list[str], series_attrs: dict, loc: pd.DataFrame, k: int,
-                       skipped_points: dict[str, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per series: the (N, K) share of its annotated aneurysms per axial instance, whether it has
-    one (N,), and the points (N, P, 8) in normalised view coordinates (``willis.train.heatmap``)."""
-    target = np.zeros((len(uids), k), dtype=np.float32)
-    row_of = {u: i for i, u in enumerate(uids)}
-    loc = loc[loc["SeriesInstanceUID"].isin(row_of)]
-    per_series: dict[int, list[list[float]]] = {}
-    for uid, point, found, where in zip(loc["SeriesInstanceUID"], loc["patient"], loc["found"],
-                                        loc["location"]):
-        p = np.asarray(point, dtype=float)
-        if not bool(found) or p.shape != (3,) or not np.isfinite(p).all():
-            skipped_points[f"{uid}:{where}"] = "localizer not found in the series or no patient position"
-            continue
-        if where not in LABELS:
-            skipped_points[f"{uid}:{where}"] = f"location {where!r} is not a label column"
-            continue
-        attrs = series_attrs[uid]
-        v = patient_to_view(p, attrs)
-        s = float(attrs["size"])
-        inst = v["instance"]
-        coords = [(c + 0.5) / s for view in VIEWS for c in v[view]]  # row, col per view, in [0, 1)
-        per_series.setdefault(row_of[uid], []).append([LABELS.index(where), -1 if inst is None else inst,
-                                                       *coords])
-        if inst is None:  # outside the ROI's slabs (cropped away): no instance to point at
-            skipped_points[f"{uid}:{where}"] = "localizer z outside every instance slab"
-            continue
-        target[row_of[uid], inst] += 1.0
-    mask = target.sum(axis=1) > 0
-    target[mask] /= target[mask].sum(axis=1, keepdims=True)
-    points = np.full((len(uids), max([len(v) for v in per_series.values()], default=1), N_COLS), -1.0,
-                     dtype=np.float32)
-    for i, rows in per_series.items():
-        points[i, :len(rows)] = rows
-    return target, mask, points
 
 
 def data_hash(uids, split, y, modality, store_attrs: dict, attn_target) -> str:
@@ -120,8 +83,8 @@ def load_family_data(family: str, store_path: str | Path, index_dir: str | Path,
                      ram_limit_gb: float = 8.0) -> FamilyData:
     """Join labels, store and localizers for the train/val series of ``family``."""
     store_path, index_dir = Path(store_path), Path(index_dir)
-    table = pd.read_parquet(index_dir / "series.parquet")
-    loc = pd.read_parquet(index_dir / "localizers.parquet")
+    table = read_index(index_dir, "series", require=SPLIT_LABEL_COLUMNS)
+    loc = read_index(index_dir, "localizers", require=LOCALIZER_INPUTS)
     vocab = modality_vocab(family)
     rows = table[(table["family"] == family) & table["split"].isin(SPLITS)]
     if smoke:

@@ -1,6 +1,7 @@
 """Data-parallel training under ``torchrun``: DistributedDataParallel, gloo on CPU, NCCL on GPU.
 
-    torchrun --nproc_per_node 2 stages/train.py --family mr      # 2 processes on one machine
+    torchrun --nproc_per_node 2 stages/train.py --family mr --projections data/projections \
+        --index data/index --model-dir models/mr --report-dir reports/train/mr    # 2 processes, one machine
 
 ``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous address; without
 them (plain ``python stages/train.py``) everything here is a no-op and training is single-process.

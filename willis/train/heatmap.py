@@ -1,13 +1,9 @@
 """Heat-map targets from localizers: where each annotated aneurysm lands in every training image.
 
-Points (built once per series by ``willis.train.data``), float32 (N, P, 8), padded rows ``label = -1``::
-
-    [label, instance, ax_row, ax_col, co_row, co_col, sa_row, sa_col]
-
-``label`` is the location's index in ``willis.labels.LABELS``; ``instance`` the axial slab that holds
-the point (-1: none); the six coordinates are *normalised* image coordinates in [0, 1)
-(``(pixel + 0.5) / S``, pixel centres at integers as in ``willis.projections.views``), so targets can
-be drawn at any map resolution (the model's ``input_size`` / 8).
+Points (built once per series by ``willis.train.data``) are float32 (N, P, 8) in the layout of
+``willis.projections.targets``: ``[label, instance, ax_row, ax_col, co_row, co_col, sa_row, sa_col]``,
+normalised image coordinates, so targets can be drawn at any map resolution (the model's
+``input_size`` / 8).
 
 Augmentation moves the points with the images (``transform_points``): the left-right flip mirrors
 the axial/coronal/slab columns and swaps the Left/Right labels, exactly as ``flip_lr`` does for the
@@ -25,13 +21,10 @@ import numpy as np
 import torch
 
 from willis.labels import PRESENT_INDEX, flip_permutation
+from willis.projections.targets import INSTANCE, LABEL, VIEW_SLICES, visible
 
-N_COLS = 8
-LABEL, INSTANCE = 0, 1
-AX, CO, SA = slice(2, 4), slice(4, 6), slice(6, 8)  # (row, col) of each view
 HIT_TOLERANCE = 0.05  # hit_rate: 5 % of the image side (6.4 px at S = 128, ~10 mm of head): a peak in
                       # the right stride-8 cell always counts (its centre is <= 5.7 px from any point in it)
-VIEW_SLICES = (AX, CO, SA)                            # mip view order: axial, coronal, sagittal
 LR_FLIPPED_COLS = (3, 5)                              # axial and coronal columns mirror under a L-R flip
 
 
@@ -126,12 +119,6 @@ def localizer_heat_loss(out: dict, points: torch.Tensor, mask: torch.Tensor, sig
         more, more_pos = heat_loss(inst, t_inst, mask)
         total, n_pos = total + more, n_pos + more_pos
     return total / n_pos.clamp(min=1).to(total.dtype)
-
-
-def visible(points: np.ndarray) -> np.ndarray:
-    """(N, P, 8) -> (N, P, 3) bool: a real point (label >= 0) inside the image of each view."""
-    rc = points[..., 2:].reshape(*points.shape[:-1], 3, 2)               # (N, P, view, row/col)
-    return ((rc >= 0) & (rc < 1)).all(axis=-1) & (points[..., LABEL] >= 0)[..., None]
 
 
 def hit_rate(peaks: np.ndarray, points: np.ndarray, tolerance: float = HIT_TOLERANCE) -> float:

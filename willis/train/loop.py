@@ -28,24 +28,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from willis.labels import LABELS
+from willis.labels import LABELS, label_slug
 from willis.models.checkpoint import arch_from_params, build_model, save_model
+from willis.models.infer import autocast, predict_batches, resolve_device
+from willis.models.logits import logits_frame, write_logits
+from willis.params.train import TrainParams
 from willis.train import distributed
 from willis.train.augment import augment
-from willis.train.heatmap import hit_rate, localizer_heat_loss, prior_peaks
 from willis.train.data import FamilyData, load_family_data
+from willis.train.heatmap import hit_rate, localizer_heat_loss, prior_peaks
 from willis.train.loader import BatchSource, batches
-from willis.train.infer import autocast, logits_frame, predict_batches, resolve_device
 from willis.train.losses import attention_loss, make_loss, pos_weight_from
 from willis.train.sampler import epoch_indices, series_weights
 from willis.train.score import score_parts, weighted_score
 
 log = logging.getLogger(__name__)
-
-
-def _slug(name: str) -> str:
-    """'Left Middle Cerebral Artery' -> 'left_middle_cerebral_artery' (dvclive file names)."""
-    return name.lower().replace(" ", "_")
 
 
 def cosine_with_warmup(warmup_steps: int, total_steps: int):
@@ -63,7 +60,7 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def batch_loss(model, b: dict, p, loss_fn, gen_aug: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_loss(model, b: dict, p: TrainParams, loss_fn, gen_aug: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment one device batch, run the model, return (total loss, heat-map loss term).
 
     The total is the classification loss (+ the auxiliary attention loss for ``mil`` when on,
@@ -82,7 +79,8 @@ def batch_loss(model, b: dict, p, loss_fn, gen_aug: torch.Generator) -> tuple[to
     return loss, heat
 
 
-def _train_epoch(model, source, order, p, loss_fn, opt, sched, gen_aug, device, desc) -> tuple[float, float]:
+def _train_epoch(model, source, order, p: TrainParams, loss_fn, opt, sched, gen_aug, device,
+                 desc) -> tuple[float, float]:
     """One pass over ``order``; returns the mean total loss and the mean heat-map loss term."""
     model.train()
     total, heat_total, n = torch.zeros((), device=device), torch.zeros((), device=device), 0
@@ -143,32 +141,32 @@ class _NoLive:
         pass
 
 
-def train_family(params, family: str, store_path: str | Path, index_dir: str | Path,
-                 model_dir: str | Path, report_dir: str | Path, data: FamilyData | None = None) -> dict:
-    """Train ``family`` with ``params`` (a ``willis.params.Params``); return a summary dict.
+def train_family(p: TrainParams, *, family: str, store_path: str | Path, index_dir: str | Path,
+                 model_dir: str | Path, report_dir: str | Path, seed: int, smoke: bool,
+                 data: FamilyData | None = None) -> dict:
+    """Train ``family`` with its section ``p`` (``train.<family>``); return a summary dict.
 
-    Writes ``model_dir/{model.pt, meta.json, val_logits.parquet}`` and dvclive logs in
-    ``report_dir`` (``metrics.json``, ``plots/metrics``). ``data`` may be passed preloaded
-    (benchmarks, the on/off comparison) to skip re-reading the store. Under ``torchrun`` it trains
-    data-parallel (``willis.train.distributed``) and only rank 0 writes.
+    ``seed`` is the global seed (used unless ``p.seed`` is set), ``smoke`` the top-level switch
+    (the smoke subset, ``p.smoke_epochs`` epochs). Writes ``model_dir/{model.pt, meta.json,
+    val_logits.parquet}`` and dvclive logs in ``report_dir`` (``metrics.json``, ``plots/metrics``).
+    ``data`` may be passed preloaded (benchmarks, the on/off comparison) to skip re-reading the
+    store. Under ``torchrun`` it trains data-parallel (``willis.train.distributed``) and only rank 0 writes.
     """
     from dvclive import Live  # imported here: dvclive pulls in DVC, slow to import for predict()
 
     t0 = time.perf_counter()
-    p = getattr(params.train, family)
-    seed = params.seed if p.seed is None else p.seed  # a per-family training seed: seed-variance studies
+    seed = seed if p.seed is None else p.seed  # a per-family training seed: seed-variance studies
     _seed_everything(seed)
     torch.set_num_threads(p.threads)
     info, device = distributed.setup(resolve_device(p.device))
     try:
         if data is None:
-            data = load_family_data(family, store_path, index_dir, smoke=params.smoke,
-                                    ram_limit_gb=p.ram_limit_gb)
+            data = load_family_data(family, store_path, index_dir, smoke=smoke, ram_limit_gb=p.ram_limit_gb)
         tr, va = data.index("train"), data.index("val")
         if len(tr) < 2 or len(va) < 1:
             raise ValueError(f"{family}: {len(tr)} training and {len(va)} validation series usable "
                              f"(skipped: {len(data.skipped)}); need >= 2 and >= 1")
-        epochs = p.smoke_epochs if params.smoke else p.epochs
+        epochs = p.smoke_epochs if smoke else p.epochs
         arch = arch_from_params(p, in_channels=len(data.channels), n_modalities=len(data.vocab))
         model = build_model(arch).to(device)
         if device.type == "cuda":  # channels-last weights: the fast conv layout for bf16 on tensor cores
@@ -214,7 +212,7 @@ def train_family(params, family: str, store_path: str | Path, index_dir: str | P
                     live.log_metric("val/score", score)
                 for name, v in auc.items():
                     if np.isfinite(v):  # a label without positives in val has no AUC: not logged as 0.5
-                        live.log_metric(f"val/auc/{_slug(name)}", v)
+                        live.log_metric(f"val/auc/{label_slug(name)}", v)
                 log.info("%s epoch %d/%d: loss %.4f, val score %.4f, heat-map hits %.2f", family, epoch + 1,
                          epochs, loss, score, checks["heat_hit_rate"])
                 if np.isfinite(score) and score > best["score"]:
@@ -242,7 +240,7 @@ def train_family(params, family: str, store_path: str | Path, index_dir: str | P
                 "family": family, "arch": arch, "labels": list(LABELS), "modalities": data.vocab,
                 "channels": data.channels, "size": data.size, "instances": data.instances,
                 "project": data.store_params,
-                "params": dataclasses.asdict(p), "seed": seed, "smoke": params.smoke,
+                "params": dataclasses.asdict(p), "seed": seed, "smoke": smoke,
                 "data_hash": data.data_hash, "prior": prior, "best_epoch": best["epoch"] + 1,
                 "val_score": _finite_or_none(best["score"]),
                 "val_auc": {k: _finite_or_none(v) for k, v in best["auc"].items()},  # None: no positives
@@ -254,7 +252,7 @@ def train_family(params, family: str, store_path: str | Path, index_dir: str | P
             save_model(model_dir, model, meta, state=best["state"])
             df = logits_frame([data.uids[i] for i in va], [data.modality[i] for i in va], best["logits"],
                               data.y[va])
-            df.to_parquet(Path(model_dir) / "val_logits.parquet", index=False)
+            write_logits(df, Path(model_dir) / "val_logits.parquet")
     finally:
         distributed.cleanup(info)
     summary = {"family": family, "model": p.model, "best_epoch": best["epoch"] + 1,

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from willis.labels import PRESENT_INDEX
+from willis.params.train import TrainParams
 
 EPS = 1e-8  # log floor
 
@@ -105,8 +106,8 @@ class MultiLabelLoss(nn.Module):
         return loss
 
 
-def make_loss(p, pos_weight: torch.Tensor, n_labels: int) -> MultiLabelLoss:
-    """From a ``TrainParams``."""
+def make_loss(p: TrainParams, pos_weight: torch.Tensor, n_labels: int) -> MultiLabelLoss:
+    """From the family's train section."""
     return MultiLabelLoss(p.loss, n_labels, p.present_weight, pos_weight,
                           asl=(p.asl_gamma_pos, p.asl_gamma_neg, p.asl_clip),
                           focal=(p.focal_gamma, p.focal_weight), hierarchy_weight=p.hierarchy_weight)

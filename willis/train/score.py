@@ -5,14 +5,14 @@ each location 1). A label whose validation column has no positive (or no negativ
 is left out of the location mean, never counted as 0.5. If Present itself has no AUC the score is
 the location mean alone (and vice versa) so that early stopping still has a signal on a tiny
 validation split; with neither it is NaN. The AUCs themselves come from the one implementation the
-evaluate stage reports (``willis.evaluate.metrics``).
+evaluate stage reports (``willis.metrics``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from willis.evaluate.metrics import competition_score
+from willis.metrics import competition_score
 from willis.labels import LABELS, PRESENT_INDEX
 
 

@@ -1,8 +1,7 @@
-"""PNG figures for people: reliability diagrams (calibrate) and MIP thumbnails (evaluate).
+"""MIP thumbnails of the worst-predicted test series (evaluate), with heat maps and localizers.
 
-Matplotlib's non-interactive Agg backend only; figures are closed after saving so that a long
-loop of thumbnails does not accumulate memory. PNG metadata carries no timestamp, so reruns on
-the same data give the same bytes.
+Drawn with ``willis.plots`` (Agg backend, stable PNG bytes); each figure is closed after saving so
+that a long loop of thumbnails does not accumulate memory.
 """
 
 from __future__ import annotations
@@ -11,47 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from willis.evaluate.metrics import ECE_BINS, reliability_bins
-
-VIEWS = ("axial", "coronal", "sagittal")   # mip axis 0, see willis/projections/store.py
-PNG_META = {"Software": None}              # no matplotlib version in the file: stable bytes
-
+from willis.plots import PNG_META, pyplot
+from willis.projections.views import VIEWS  # mip axis 0, see willis/projections/store.py
 
 HEAT_SHOWN = 0.05  # heat-map cells below this probability are left transparent in thumbnails
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def reliability_diagram(path: str | Path, panels: dict, n_bins: int = ECE_BINS, title: str = "") -> None:
-    """One panel per entry of ``panels = {panel: {curve: (y, p)}}``: fraction positive vs mean p.
-
-    Marker area follows the bin's count; the diagonal is perfect calibration.
-    """
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
-    for ax, (name, curves) in zip(axes[0], panels.items()):
-        ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls="--")
-        for curve, (y, p) in curves.items():
-            count, mean_p, frac = reliability_bins(y, p, n_bins)
-            used = count > 0
-            ax.plot(mean_p[used], frac[used], marker="o", lw=1.2, label=curve)
-            ax.scatter(mean_p[used], frac[used], s=8 + 120 * count[used] / count.sum(), alpha=0.3)
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted probability",
-               ylabel="fraction positive", title=name)
-        ax.legend(loc="upper left", fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80, metadata=PNG_META)
-    plt.close(fig)
 
 
 def mip_thumbnail(path: str | Path, mip: np.ndarray, caption: str, heat: np.ndarray | None = None,
@@ -61,7 +23,7 @@ def mip_thumbnail(path: str | Path, mip: np.ndarray, caption: str, heat: np.ndar
     ``heat`` (3, h, w) in [0, 1], the model's Present heat map, is drawn over each view (stretched
     to the image; transparent where low), ``points`` (n, 3, 2) normalised (row, col) per view, the
     annotated aneurysms, as cyan circles: where the model looked against where the truth is."""
-    plt = _pyplot()
+    plt = pyplot()
     mip = np.asarray(mip)
     if mip.ndim != 4 or mip.shape[0] != len(VIEWS):
         raise ValueError(f"{path}: expected a MIP (3, C, S, S), got shape {mip.shape}")

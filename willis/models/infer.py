@@ -1,9 +1,8 @@
 """Logits from a trained checkpoint: batched over a store (evaluate) or one in-memory series (predict).
 
-The logits table is the contract ``calibrate`` and ``evaluate`` read (``validate_logits_frame``):
-
-    SeriesInstanceUID str, Modality str, [the 14 LABELS as int 0/1: truth, only when known],
-    logit::<label> float32 for each of the 14 LABELS (raw, uncalibrated)
+What comes out is the logits table of ``willis.models.logits`` (the contract ``calibrate`` and
+``evaluate`` read), or the 14 logits of one series; ``resolve_device`` and ``autocast`` are the
+one device policy of training and inference alike.
 
     >>> df = logits_for("models/ct", "data/projections/ct.zarr", uids)
     >>> z = infer_arrays(model, meta, mip, instances, "MRA")    # (14,) for one series
@@ -22,10 +21,8 @@ import torch
 from willis.labels import LABELS, PRESENT_INDEX
 from willis.models.checkpoint import load_model
 from willis.models.heat import peak_cells
+from willis.models.logits import logits_frame
 from willis.projections.store import StoreError, load_family, open_store
-
-LOGIT_PREFIX = "logit::"
-LOGIT_COLUMNS = [LOGIT_PREFIX + name for name in LABELS]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -44,7 +41,7 @@ def autocast(device: torch.device):
 
 @torch.no_grad()
 def predict_batches(model: torch.nn.Module, batch_iter) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Run an eval-mode model over device batches (``willis.train.data.batches``).
+    """Run an eval-mode model over device batches (``willis.train.loader.batches``).
 
     Returns logits (N, 14) float32, attention (N, K) float32 and, for a model with a heat head,
     the Present channel's peak per view (N, 3, 2) in normalised (row, col) (else None)."""
@@ -62,30 +59,6 @@ def predict_batches(model: torch.nn.Module, batch_iter) -> tuple[np.ndarray, np.
     if not logits:
         return np.zeros((0, len(LABELS)), np.float32), np.zeros((0, 0), np.float32), None
     return np.concatenate(logits), np.concatenate(attn), (np.concatenate(peaks) if peaks else None)
-
-
-def logits_frame(uids: Sequence[str], modality: Sequence[str], logits: np.ndarray,
-                 y: np.ndarray | None = None) -> pd.DataFrame:
-    """The logits table (module docstring); ``y`` (N, 14) 0/1 adds the truth columns."""
-    df = pd.DataFrame({"SeriesInstanceUID": list(uids), "Modality": list(modality)})
-    if y is not None:
-        for j, name in enumerate(LABELS):
-            df[name] = np.asarray(y[:, j]).astype(np.int64)
-    for j, col in enumerate(LOGIT_COLUMNS):
-        df[col] = np.asarray(logits[:, j], dtype=np.float32)
-    validate_logits_frame(df, with_truth=y is not None)
-    return df
-
-
-def validate_logits_frame(df: pd.DataFrame, with_truth: bool) -> None:
-    want = ["SeriesInstanceUID", "Modality"] + (list(LABELS) if with_truth else []) + LOGIT_COLUMNS
-    if list(df.columns) != want:
-        raise ValueError(f"logits table columns {list(df.columns)} != {want}")
-    if df["SeriesInstanceUID"].duplicated().any():
-        raise ValueError("logits table: duplicate SeriesInstanceUID")
-    if not np.isfinite(df[LOGIT_COLUMNS].to_numpy()).all():
-        bad = df.loc[~np.isfinite(df[LOGIT_COLUMNS].to_numpy()).all(axis=1), "SeriesInstanceUID"].iloc[0]
-        raise ValueError(f"logits table: non-finite logit for series {bad}")
 
 
 def _modality_ids(meta: dict, modality: Sequence[str], uids: Sequence[str]) -> np.ndarray:

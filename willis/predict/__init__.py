@@ -85,11 +85,11 @@ class Prepared:
 
 
 def _header(root: Path, files: pd.DataFrame):
-    """Header of the first kept frame's file (pixels not read), for the MR sub-modality."""
-    import pydicom
+    """Header of the first kept frame's file (pixels not read, a deflated file streamed), for the MR sub-modality."""
+    from willis.dicom.header import read_header
 
     first = files[files["keep"]].sort_values("order")["path"].iloc[0]
-    return pydicom.dcmread(root / first, stop_before_pixels=True, specific_tags=MR_TAGS)
+    return read_header(root / first, tags=MR_TAGS)
 
 
 def _dicom_modality(record: dict, files: pd.DataFrame) -> str:

@@ -78,11 +78,9 @@ def scan_file(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS,
     """
     wanted = _TAGS if not tags else _TAGS + [tag_for_keyword(t) for t in tags]
     try:
-        meta = pydicom.filereader.read_file_meta_info(path)
-        deflated = UID(str(meta.get("TransferSyntaxUID", ""))) == DeflatedExplicitVRLittleEndian
         size = Path(path).stat().st_size
         with open(path, "rb") as fp:
-            if deflated:
+            if _transfer_syntax(fp) == DeflatedExplicitVRLittleEndian:
                 return _scan_deflated(fp, wanted, size, limits)
             ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=wanted)
             # pydicom leaves fp at the start of the pixel data element it stopped before
@@ -93,6 +91,21 @@ def scan_file(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS,
         raise
     except Exception as e:  # truncated or corrupt header: pydicom raises many types
         raise DicomReadError(path, f"unreadable header: {type(e).__name__}: {e}") from e
+
+
+def _transfer_syntax(fp) -> str:
+    """TransferSyntaxUID from the file meta's raw bytes ('' when not found); ``fp`` is left at byte 0.
+
+    A cheap peek (pydicom's meta reader would parse the meta a second time): the meta is explicit VR
+    little endian right after the 128-byte preamble and 'DICM'.
+    """
+    head = fp.read(4096)
+    fp.seek(0)
+    at = head.find(b"\x02\x00\x10\x00UI", 132)
+    if head[128:132] != b"DICM" or at < 0:
+        return ""
+    length = int.from_bytes(head[at + 6:at + 8], "little")
+    return head[at + 8:at + 8 + length].rstrip(b"\x00 ").decode("ascii", "replace")
 
 
 def is_pixel_problem(reason: str) -> bool:

@@ -24,8 +24,9 @@ The family comes from the DICOM ``Modality`` tag (CT -> ``ct``, MR -> ``mr``), n
 The MR model also takes the CSV sub-modality (MRA / MRI T2 / MRI T1post), which the test data does
 not carry: ``mr_submodality`` guesses it from headers (see there; MRA is the default).
 
-A bad series never raises: unreadable, truncated, empty, non-DICOM or excluded by the decode check,
-it gets the training prior (positive rate per label, from ``meta.json``), a logged warning and
+A bad series never raises: unreadable, truncated, empty, non-DICOM, hostile (headers claiming more
+pixels than the memory ceilings of ``willis.dicom.limits.DEFAULT_LIMITS`` allow are set aside by the
+scan before anything is decoded or inflated) or excluded by the decode check, it gets the training prior (positive rate per label, from ``meta.json``), a logged warning and
 ``status == "prior"`` with the reasons. A missing or broken model bundle is a deployment error and
 raises ``BundleError`` at load time. Nothing is ever written into the series folder.
 

@@ -32,7 +32,7 @@ def main() -> None:
         args.root, args.out, workers=p.index.workers, val_fraction=p.index.val_fraction,
         test_fraction=p.index.test_fraction,
         smoke_sizes={"train": p.index.smoke_train, "val": p.index.smoke_val, "test": p.index.smoke_test},
-        seed=p.seed,
+        seed=p.seed, limits=p.index.limits,
     )
     print(json.dumps(summary, indent=1))
 

@@ -47,7 +47,7 @@ EXPECTED = {
     "1.1.8": ("excluded", {"unreadable file", "unusable"}),           # no_meta, rtstruct, zipMR.gz, badVR
     "1.1.9": ("excluded", {"set aside", "unusable"}),                 # MR_truncated.dcm only
     "1.1.10": ("ok", set()),                                          # real JPEG-LS MR file (gdcm decodes it)
-    "1.1.11": ("partial", {"geometry"}),                     # image_dfl.dcm (deflate, no geometry)
+    "1.1.11": ("partial", {"geometry"}),                     # image_dfl.dcm as MR (deflate, no geometry)
     "1.1.12": ("ok", {"not in train.csv"}),                           # orphan folder
     "1.1.13": ("excluded", {"no folder"}),                            # csv row, no folder
     "1.1.14": ("ok", set()),                                          # real CT file (CT_small.dcm)
@@ -97,8 +97,13 @@ def checked(tmp_path_factory):
     _folder_of(root, "1.1.14", ["CT_small.dcm"])
     _folder_of(root, "1.1.15", ["MR_small.dcm", "MR_small_bigendian.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm"])
     _folder_of(root, "1.1.11", ["image_dfl.dcm"])
+    (dfl,) = (root / "series" / "1.1.11").iterdir()
+    ds = pydicom.dcmread(dfl)                        # a Secondary Capture: relabelled MR, still deflated
+    ds.SOPClassUID, ds.Modality = "1.2.840.10008.5.1.4.1.1.4", "MR"
+    ds.save_as(dfl, enforce_file_format=True)
+    assert pydicom.dcmread(dfl).file_meta.TransferSyntaxUID == pydicom.uid.DeflatedExplicitVRLittleEndian
     write_one(root, "1.1.12", n=3)
-    rows = [csv_row(u, "MRA" if u in ("1.1.2", "1.1.9", "1.1.10", "1.1.15") else "CTA", int(u.endswith(("1", "3", "5"))))
+    rows = [csv_row(u, "MRA" if u in ("1.1.2", "1.1.9", "1.1.10", "1.1.11", "1.1.15") else "CTA", int(u.endswith(("1", "3", "5"))))
             for u in EXPECTED if u != "1.1.12"]
     write_csv(root, rows)
     build_index(root, tmp / "index", workers=1, val_fraction=0.2, test_fraction=0.2,
@@ -194,10 +199,10 @@ def test_a_crashing_folder_scan_is_reported_and_excluded_not_fatal(tmp_path, mon
     write_csv(root, [csv_row("1.4.1"), csv_row("1.4.2")])
     real = index.scan_series
 
-    def flaky(folder, root_):
+    def flaky(folder, root_, *limits):
         if Path(folder).name == "1.4.2":
             raise OSError("disk hiccup; retry later")
-        return real(folder, root_)
+        return real(folder, root_, *limits)
 
     monkeypatch.setattr(index, "scan_series", flaky)
     build_index(root, tmp_path / "i", workers=1, val_fraction=0.2, test_fraction=0.2, smoke_sizes={}, seed=0)

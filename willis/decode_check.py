@@ -2,14 +2,17 @@
 
 For every series of the index: decode the first, middle and last kept frame (by position) plus a
 few frames the index set aside as inconsistent (is the file itself readable?), never stopping on a
-bad file. pydicom tries every installed decoder plugin for the transfer syntax (pydicom, pylibjpeg,
+bad file and never decoding a frame twice. Files the index set aside for their pixel data
+(truncated, absent, claims above the ``index.max_*`` memory ceilings) are never decoded. pydicom tries every installed decoder plugin for the transfer syntax (pydicom, pylibjpeg,
 gdcm); the report lists which ones were available.
 
 Status of a series:
   * ``excluded``: no folder, no usable frame, every test decode of a kept frame failed, all frames
     at one position, or the scan itself failed. Later stages skip it; its reasons stay here.
-  * ``partial``: usable, but some files/frames were set aside, a test decode failed, or the index
-    flagged the geometry (``geometry_flag``: a fallback was used, duplicate positions, irregular gaps).
+  * ``partial``: usable, but some files/frames were set aside, a test decode failed, decoded values
+    contradict the header (``pixel values``: PixelRepresentation; the reader corrects them), or the
+    index flagged the geometry (``geometry_flag``: a fallback was used, duplicate positions,
+    irregular gaps, gantry tilt, only reformatted frames).
   * ``ok``: everything kept, decoded and with real geometry.
 
 Report (``cache: false``, JSON)::
@@ -36,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from willis.dicom.frames import read_frames
+from willis.dicom.frames import read_frames, representation_problem
 from willis.dicom.header import DicomReadError, is_pixel_problem
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ EXCLUDING_FLAGS = {"positions_identical": "all frames at one position", "no_usab
 K_NO_FOLDER, K_NOT_IN_CSV, K_UNREADABLE, K_SET_ASIDE = "no folder", "not in train.csv", "unreadable file", "set aside"
 K_DECODE, K_ASIDE_DECODE = "decode failed", "set-aside file decode failed"
 K_GEOMETRY, K_UNUSABLE = "geometry", "unusable"
+K_VALUES = "pixel values"   # decoded values contradict the header (PixelRepresentation); iter_frames corrects them
 
 
 class DecodeCheckError(RuntimeError):
@@ -65,37 +69,61 @@ def _listed(kind: str, lines: list[str]) -> list[str]:
     return out
 
 
+def _read(root: Path, rows: list, check_shape: bool = True):
+    """read_frames over ``rows`` (frames of one file, in that order); raw stored values."""
+    r0 = rows[0]
+    return read_frames(root / r0.path, [int(r.frame) for r in rows], int(r0.rows), int(r0.cols), r0.transfer_syntax,
+                       check_shape=check_shape, samples=1 if check_shape else 3,
+                       bits=int(getattr(r0, "bits_allocated", 16) or 16))
+
+
+def _look(arr: np.ndarray, row) -> tuple[str | None, str | None]:
+    """(error, note) about one decoded frame: non-finite values; values contradicting PixelRepresentation."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        return f"{row.path} frame {row.frame}: non-finite pixel values", None
+    if arr.dtype.kind in "iu":
+        why = representation_problem(arr, str(row.modality), float(row.slope), float(row.intercept),
+                                     int(getattr(row, "bits_stored", 0) or arr.dtype.itemsize * 8))
+        if why:
+            return None, f"{row.path} frame {row.frame}: {why}"
+    return None, None
+
+
 def _decode(root: Path, row, check_shape: bool = True) -> str | None:
     """Decode one frame; None when fine, else the error text naming the file (relative to root) and frame."""
-    try:
-        (arr,) = list(read_frames(root / row.path, [int(row.frame)], int(row.rows), int(row.cols), row.transfer_syntax,
-                                  check_shape=check_shape))
-    except DicomReadError as e:
-        return f"{row.path} frame {row.frame}: {e.reason}"
-    except Exception as e:  # a decoder bug must not stop the check: report it like any other failure
-        return f"{row.path} frame {row.frame}: {type(e).__name__}: {e}"
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        return f"{row.path} frame {row.frame}: non-finite pixel values"
-    return None
+    errors, _ = _decode_rows(root, [row], check_shape)
+    return errors[0] if errors else None
 
 
-def _decode_picks(root: Path, picks: pd.DataFrame) -> list[str]:
-    """Errors of the picked frames; frames of one file decode in one pass (one header parse of a
-    large Enhanced file), and only a failing file is retried frame by frame to name the bad frames."""
-    errors = []
-    for path, group in picks.groupby("path", sort=False):
-        rows = list(group.itertuples())
-        if len(rows) > 1:
-            r0 = rows[0]
-            try:
-                for _ in read_frames(root / path, [int(r.frame) for r in rows], int(r0.rows), int(r0.cols),
-                                     r0.transfer_syntax):
-                    pass
-                continue
-            except Exception:  # noqa: BLE001 - retried frame by frame below, where the error is reported
-                pass
-        errors += [e for e in (_decode(root, r) for r in rows) if e]
-    return errors
+def _decode_rows(root: Path, rows: list, check_shape: bool = True) -> tuple[list[str], list[str]]:
+    """(errors, notes) of frames of ONE file, decoded in one pass; after a failing frame the pass
+    resumes at the next one, so no frame is ever decoded twice (a failed decode is never retried)."""
+    errors, notes = [], []
+    i = 0
+    while i < len(rows):
+        try:
+            for arr in _read(root, rows[i:], check_shape):
+                error, note = _look(arr, rows[i])
+                errors += [error] if error else []
+                notes += [note] if note else []
+                i += 1
+        except DicomReadError as e:
+            errors.append(f"{rows[i].path} frame {rows[i].frame}: {e.reason}")
+            i += 1
+        except Exception as e:  # a decoder bug must not stop the check: report it like any other failure
+            errors.append(f"{rows[i].path} frame {rows[i].frame}: {type(e).__name__}: {e}")
+            i += 1
+    return errors, notes
+
+
+def _decode_picks(root: Path, picks: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(errors, notes) of the picked frames; the frames of one file decode in one pass (one header
+    parse of a large Enhanced file)."""
+    errors, notes = [], []
+    for _, group in picks.groupby("path", sort=False):
+        e, n = _decode_rows(root, list(group.itertuples()))
+        errors, notes = errors + e, notes + n
+    return errors, notes
 
 
 def check_series(record, files: pd.DataFrame, root: str | Path) -> dict:
@@ -131,9 +159,10 @@ def check_series(record, files: pd.DataFrame, root: str | Path) -> dict:
             reasons.append(f"{K_UNUSABLE}: no usable frame ({len(files)} file rows)")
     else:
         picks = kept.iloc[sorted({0, n // 2, n - 1})]
-        errors = _decode_picks(root, picks)
+        errors, notes = _decode_picks(root, picks)
         decoded = len(picks) - len(errors)
         reasons += _listed(K_DECODE, errors)
+        reasons += _listed(K_VALUES, notes)
         if decoded == 0:
             excluded = True
             reasons.append(f"{K_UNUSABLE}: none of the {len(picks)} test-decoded frames decoded")

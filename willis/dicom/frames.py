@@ -1,12 +1,29 @@
 """Decoding: the frames of one file (``read_frames``) and the kept frames of one series (``iter_frames``).
 
 * ``iter_frames(files, root)``: the kept frames of one series, sorted by position, as float32
-  (rows, cols), native-endian, in modality units (CT: HU via the frame's slope/intercept; MR: raw).
+  (rows, cols), native-endian, in modality units: ``to_modality`` (below) for every modality.
 
 Decoding uses pydicom's pixel API (``pydicom.pixels.iter_pixels``), which tries every installed
-plugin for the transfer syntax (pydicom's own, pylibjpeg, gdcm). A file that pydicom cannot decode
-lazily from disk (e.g. deflated transfer syntax) is read whole once and decoded from the dataset.
+plugin for the transfer syntax (pydicom's own, pylibjpeg, gdcm), lazily from disk: one frame in
+memory at a time. A deflated file is streamed by ``willis.dicom.deflate`` (never inflated whole).
+A failed decode is never retried: the first error is the report. Before decoding, a frame's size
+is checked against ``ReadLimits.max_frame_bytes`` (the scan has already checked every claim).
 Every failure raises ``DicomReadError`` naming the file, the frame and the reason.
+
+``to_modality(stored, row)`` -> float32 in modality units, the same rules for every modality so one
+kept group is on one scale:
+
+* ``value = stored * slope + intercept`` with the frame's own RescaleSlope / RescaleIntercept
+  (Enhanced: per-frame PixelValueTransformation, else shared, else top level; absent: 1 and 0).
+  CT: Hounsfield units. MR: the scanner's display scale (Philips per-frame rescale differs between
+  frame types and dynamics; RealWorldValueMapping is not used: it maps to quantitative units, e.g.
+  a field map in Hz, which no MR projection needs);
+* ``PhotometricInterpretation`` MONOCHROME1 (minimum = white): stored values are mirrored within
+  their range first (``lo + hi - stored``), so the MIP shows what a MONOCHROME2 twin shows;
+* ``PixelRepresentation`` contradicted by the values: CT stored as unsigned whose values only make
+  sense as two's complement (HU above ``HU_IMPOSSIBLE`` from a stored value with the sign bit set)
+  is read as signed; MR magnitude stored as signed with negative values (magnitude is >= 0) is read
+  as unsigned. ``representation_problem`` says which applies (``decode_check`` reports it).
 """
 
 from __future__ import annotations
@@ -18,54 +35,46 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
-import pydicom
 from pydicom.pixels import iter_pixels
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+from willis.dicom.deflate import iter_deflated_frames
 from willis.dicom.header import DicomReadError
+from willis.dicom.limits import DEFAULT_LIMITS, ReadLimits, frame_bytes
 
 log = logging.getLogger(__name__)
 
+HU_IMPOSSIBLE = 30000.0   # no CT tissue or metal reaches this; the HU a wrongly unsigned air (-1000) gives is 64536
+
 
 def read_frames(path: str | Path, indices: list[int], rows: int, cols: int,
-                transfer_syntax: str = "", check_shape: bool = True) -> Iterator[np.ndarray]:
+                transfer_syntax: str = "", check_shape: bool = True, *, samples: int = 1, bits: int = 16,
+                limits: ReadLimits = DEFAULT_LIMITS) -> Iterator[np.ndarray]:
     """Decode frames ``indices`` of one file, in that order, one at a time: (rows, cols) raw stored values.
 
     ``check_shape`` False accepts any decoded shape (e.g. a colour frame being test-decoded).
-    The file is opened once; pydicom decodes frame by frame. If lazy decoding fails (e.g. a
-    deflated transfer syntax, which needs the whole file inflated), the remaining frames are
-    decoded from the fully read dataset. Raises DicomReadError naming the file, frame and reason.
+    The file is opened once; pydicom decodes frame by frame (a deflated file: one streamed pass).
+    Nothing is retried: the first failure raises DicomReadError naming the file, frame and reason.
     """
+    one = frame_bytes(rows, cols, samples, bits)
+    if one > limits.max_frame_bytes:
+        raise DicomReadError(path, f"pixel data claims {one} bytes per frame > index.max_frame_bytes = "
+                                   f"{limits.max_frame_bytes}: not decoded", indices[0] if indices else None)
     done = 0
-    first_error = "skipped lazy decode (deflated transfer syntax)"
     try:
         if transfer_syntax == DeflatedExplicitVRLittleEndian:
-            raise _Deflated  # the lazy reader cannot inflate: go straight to the whole-file read
-        for arr in iter_pixels(path, indices=indices):
-            yield _check_shape(arr, path, indices[done], rows, cols) if check_shape else arr
-            done += 1
-        return
-    except DicomReadError:
-        raise
-    except _Deflated:
-        pass
-    except Exception as first:  # any plugin error: fall back below, keep the first reason
-        first_error = " ".join(f"{type(first).__name__}: {first}".split())  # one line: it goes into reports
-    try:
-        ds = pydicom.dcmread(path)
-        for arr in iter_pixels(ds, indices=indices[done:]):
+            frames = iter_deflated_frames(path, indices)
+        else:
+            frames = iter_pixels(path, indices=indices)
+        for arr in frames:
             yield _check_shape(arr, path, indices[done], rows, cols) if check_shape else arr
             done += 1
     except DicomReadError:
         raise
-    except Exception as e:
+    except Exception as e:  # any plugin error (or a DeflateError): reported once, never retried
         frame = indices[done] if done < len(indices) else None
-        raise DicomReadError(path, f"decode failed: {first_error} (whole-file retry failed too: {type(e).__name__})",
-                             frame) from e
-
-
-class _Deflated(Exception):
-    """Internal: the file needs the whole-file read."""
+        why = " ".join(f"{type(e).__name__}: {e}".split())  # one line: it goes into reports
+        raise DicomReadError(path, f"decode failed: {why}", frame) from e
 
 
 def _check_shape(arr: np.ndarray, path, frame: int, rows: int, cols: int) -> np.ndarray:
@@ -74,14 +83,55 @@ def _check_shape(arr: np.ndarray, path, frame: int, rows: int, cols: int) -> np.
     return arr
 
 
+def _stored_range(bits_stored: int, signed: bool) -> tuple[int, int]:
+    return (-(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1) if signed else (0, (1 << bits_stored) - 1)
+
+
+def representation_problem(stored: np.ndarray, modality: str, slope: float, intercept: float, bits_stored: int,
+                           image_type=()) -> str:
+    """'' or how the values contradict the PixelRepresentation that decoded them (``to_modality`` fixes it)."""
+    if stored.dtype.kind == "u" and modality == "CT" and bits_stored >= 2:
+        sign = 1 << (bits_stored - 1)
+        high = stored >= sign
+        if high.any() and float(stored[high].max()) * slope + intercept > HU_IMPOSSIBLE:
+            return ("PixelRepresentation 0 (unsigned) but stored values with the sign bit set give HU above "
+                    f"{HU_IMPOSSIBLE:.0f}: read as signed (two's complement)")
+    if stored.dtype.kind == "i" and modality == "MR" and "PHASE" not in image_type and (stored < 0).any():
+        return "PixelRepresentation 1 (signed) but MR magnitude values are negative: read as unsigned"
+    return ""
+
+
+def to_modality(stored: np.ndarray, row) -> np.ndarray:
+    """Raw stored values of one frame -> float32 (rows, cols) in modality units (rules in the module doc)."""
+    slope, intercept = float(getattr(row, "slope", 1.0)), float(getattr(row, "intercept", 0.0))
+    modality = str(getattr(row, "modality", ""))
+    bits_stored = int(getattr(row, "bits_stored", 0) or stored.dtype.itemsize * 8)
+    values = stored.astype(np.int64) if stored.dtype.kind in "iu" else stored.astype(np.float64)
+    problem = representation_problem(stored, modality, slope, intercept, bits_stored) if stored.dtype.kind in "iu" else ""
+    signed = stored.dtype.kind == "i"
+    if problem and not signed:          # unsigned -> two's complement in bits_stored bits
+        values = np.where(values >= 1 << (bits_stored - 1), values - (1 << bits_stored), values)
+        signed = True
+    elif problem and signed:            # signed -> unsigned in bits_stored bits
+        values = np.where(values < 0, values + (1 << bits_stored), values)
+        signed = False
+    if str(getattr(row, "photometric", "MONOCHROME2")) == "MONOCHROME1" and stored.dtype.kind in "iu":
+        lo, hi = _stored_range(bits_stored, signed)
+        values = lo + hi - values
+    out = values.astype(np.float32)     # astype -> native byte order (big-endian files too)
+    if slope != 1.0 or intercept != 0.0:
+        out = out * np.float32(slope) + np.float32(intercept)
+    return out
+
+
 def iter_frames(files: pd.DataFrame, root: str | Path,
                 errors: list | None = None) -> Iterator[tuple[object, np.ndarray]]:
     """Yield ``(row, frame)`` for the kept frames of ONE series in position order (``order`` 0..n-1).
 
     ``files`` are that series' rows of ``files.parquet`` (or of ``scan_series``); ``row`` is a
     namedtuple of the row (``row.position``, ``row.ipp``, ...). ``frame`` is float32 (rows, cols),
-    native-endian, in modality units: CT frames get ``value * slope + intercept`` (HU); other
-    modalities stay raw. A multi-frame file is opened once per run of consecutive frames.
+    native-endian, in modality units (``to_modality``: rescale, MONOCHROME1, PixelRepresentation).
+    A multi-frame file is opened once per run of consecutive frames.
 
     ``errors``: None -> the first failure raises DicomReadError; a list -> each failure is
     appended as a DicomReadError (and logged) and the frames of that file are skipped.
@@ -91,13 +141,11 @@ def iter_frames(files: pd.DataFrame, root: str | Path,
     for path, run in groupby(rows_iter, key=lambda r: r.path):
         run = list(run)
         try:
-            frames = read_frames(Path(root) / path, [int(r.frame) for r in run], int(run[0].rows), int(run[0].cols),
-                                 run[0].transfer_syntax)
+            r0 = run[0]
+            frames = read_frames(Path(root) / path, [int(r.frame) for r in run], int(r0.rows), int(r0.cols),
+                                 r0.transfer_syntax, bits=int(getattr(r0, "bits_allocated", 16) or 16))
             for r, arr in zip(run, frames):
-                out = arr.astype(np.float32)  # astype -> native byte order (big-endian files too)
-                if r.modality == "CT":
-                    out = out * np.float32(r.slope) + np.float32(r.intercept)
-                yield r, out
+                yield r, to_modality(arr, r)
         except DicomReadError as e:
             if errors is None:
                 raise

@@ -1,9 +1,11 @@
-"""DICOM headers: the header of one file, a cheap pixel-data completeness check, the tag helpers.
+"""DICOM headers: the header of one file, cheap pixel-data checks before any decode, the tag helpers.
 
 * ``read_header(path)``: the header only (``stop_before_pixels``, ``specific_tags``);
-  ``scan_file(path)`` adds a cheap check that the pixel data is whole (no decoding).
-* ``_top`` / ``_int`` / ``_str`` / ``_multi``: top-level tag values, parsed from the raw bytes
-  (a fast path; ``willis.dicom.geometry.frame_headers`` reads its values through them).
+  ``scan_file(path, limits)`` adds checks that the pixel data is whole and that its claims fit the
+  memory ceilings (``willis.dicom.limits``), all without decoding or inflating pixel data. A
+  deflated file's header is read by streaming its deflate stream (``willis.dicom.deflate``).
+* ``tag_value`` / ``tag_int`` / ``tag_str`` / ``as_list``: top-level tag values, parsed from the raw
+  bytes (a fast path; ``willis.dicom.geometry.frame_headers`` reads its values through them).
 
 Every failure raises ``DicomReadError`` naming the file (the frame, when decoding) and the reason.
 """
@@ -20,6 +22,9 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian
 
+from willis.dicom.deflate import PIXEL_TAGS, DeflateError, deflated_header
+from willis.dicom.limits import DEFAULT_LIMITS, DEFLATE_MAX_RATIO, RLE_MAX_RATIO, ReadLimits, claim_problem, frame_bytes
+
 # Top-level tags the index needs; everything else (and pixel data) is skipped while parsing.
 HEADER_TAGS: list[str] = [
     "SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "PatientID", "PatientAge", "PatientSex",
@@ -27,6 +32,11 @@ HEADER_TAGS: list[str] = [
     "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness",
     "SpacingBetweenSlices", "RescaleSlope", "RescaleIntercept", "BitsAllocated",
     "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
+    # pixel module (MONOCHROME1 inversion, PixelRepresentation checks, deflated frame decoding)
+    "BitsStored", "HighBit", "PixelRepresentation", "PhotometricInterpretation", "PlanarConfiguration",
+    # what tells the frames of a 4-D series apart (willis.index.volumes), and gantry tilt
+    "AcquisitionNumber", "EchoNumbers", "EchoTime", "TemporalPositionIdentifier", "TriggerTime",
+    "DiffusionBValue", "DimensionIndexSequence", "GantryDetectorTilt", "ComplexImageComponent",
 ]
 _TAGS = [tag_for_keyword(kw) for kw in HEADER_TAGS]
 
@@ -40,31 +50,41 @@ class DicomReadError(Exception):
         super().__init__(f"{where}: {reason}")
 
 
-def read_header(path: str | Path) -> pydicom.Dataset:
-    """Header of one file (no pixel data). Raises DicomReadError if it is not a readable DICOM file."""
-    return scan_file(path)[0]
+def read_header(path: str | Path, tags: list[str] | None = None) -> pydicom.Dataset:
+    """Header of one file (no pixel data; ``tags``: extra keywords to read). Raises DicomReadError."""
+    return scan_file(path, tags=tags)[0]
 
 
-_PIXEL_TAGS = {0x7FE00010: "Pixel Data", 0x7FE00008: "Float Pixel Data", 0x7FE00009: "Double Float Pixel Data"}
 UNDEFINED_LENGTH = 0xFFFFFFFF
 MAX_FRAGMENTS = 1_000_000   # items walked in encapsulated pixel data before calling it malformed
+RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+# every reason _pixel_problem gives starts with one of these (decoding such a file again tells nothing)
+PIXEL_PROBLEMS = ("no Pixel Data", "file truncated", "Pixel Data holds", "malformed encapsulated", "file ends inside",
+                  "pixel data claims", "deflate stream", "NumberOfFrames")
 
 
-def scan_file(path: str | Path) -> tuple[pydicom.Dataset, str]:
-    """Header of one file plus a cheap pixel-data integrity check, opening the file once.
+def scan_file(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS,
+              tags: list[str] | None = None) -> tuple[pydicom.Dataset, str]:
+    """Header of one file plus cheap pixel-data checks, opening the file once; nothing is decoded.
 
-    Returns ``(ds, problem)``: ``problem`` is '' or why the pixel data cannot be whole, found
-    without decoding: no Pixel Data element, a native Pixel Data shorter than Rows x Columns x
-    frames needs, a file that ends before its Pixel Data does, or encapsulated (compressed) pixel
-    data whose fragments run past the end of the file or lack the closing sequence delimiter.
-    Deflated files are not checked (the pixel data is inside the deflate stream). Raises
-    DicomReadError when the file is not DICOM or its header is unreadable.
+    Returns ``(ds, problem)``: ``problem`` is '' or why the pixel data cannot be used, found from
+    the header and the element/item headers alone: claims above ``limits`` (frames, bytes per
+    frame, bytes per file); no Pixel Data element; native Pixel Data shorter than Rows x Columns x
+    frames needs; a file that ends before its Pixel Data does; encapsulated (compressed) data whose
+    items run past the end of the file, lack the closing delimiter, are fewer than the frames, or
+    (RLE) are too small to hold the claimed frames; a deflated file whose stream cannot hold its
+    claim or ends early (counted by streaming, never inflated whole). ``tags``: extra keywords to
+    read. Raises DicomReadError when the file is not DICOM or its header is unreadable.
     """
+    wanted = _TAGS if not tags else _TAGS + [tag_for_keyword(t) for t in tags]
     try:
+        size = Path(path).stat().st_size
         with open(path, "rb") as fp:
-            ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=_TAGS)
+            if _transfer_syntax(fp) == DeflatedExplicitVRLittleEndian:
+                return _scan_deflated(fp, wanted, size, limits)
+            ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=wanted)
             # pydicom leaves fp at the start of the pixel data element it stopped before
-            return ds, _pixel_problem(fp, ds, Path(path).stat().st_size)
+            return ds, _pixel_problem(fp, ds, size, limits)
     except InvalidDicomError as e:
         raise DicomReadError(path, "not a DICOM file (no 'DICM' prefix / file meta)") from e
     except DicomReadError:
@@ -73,16 +93,48 @@ def scan_file(path: str | Path) -> tuple[pydicom.Dataset, str]:
         raise DicomReadError(path, f"unreadable header: {type(e).__name__}: {e}") from e
 
 
+def _transfer_syntax(fp) -> str:
+    """TransferSyntaxUID from the file meta's raw bytes ('' when not found); ``fp`` is left at byte 0.
+
+    A cheap peek (pydicom's meta reader would parse the meta a second time): the meta is explicit VR
+    little endian right after the 128-byte preamble and 'DICM'.
+    """
+    head = fp.read(4096)
+    fp.seek(0)
+    at = head.find(b"\x02\x00\x10\x00UI", 132)
+    if head[128:132] != b"DICM" or at < 0:
+        return ""
+    length = int.from_bytes(head[at + 6:at + 8], "little")
+    return head[at + 8:at + 8 + length].rstrip(b"\x00 ").decode("ascii", "replace")
+
+
 def is_pixel_problem(reason: str) -> bool:
-    """Whether a set-aside reason came from ``scan_file``'s pixel-data check (decoding it again tells nothing)."""
-    return reason.startswith(("no Pixel Data", "file truncated", "Pixel Data holds", "malformed encapsulated",
-                              "file ends inside"))
+    """Whether a set-aside reason came from ``scan_file``'s pixel-data checks (decoding it tells nothing)."""
+    return reason.startswith(PIXEL_PROBLEMS)
 
 
-def _pixel_problem(fp, ds: pydicom.Dataset, size: int) -> str:
+def _claims(ds) -> tuple[int, int, int, int, int] | None:
+    """(rows, cols, frames, samples, bits allocated) claimed by the header; None when malformed/absent."""
+    try:
+        rows, cols = tag_int(ds, "Rows"), tag_int(ds, "Columns")
+        frames, samples = tag_int(ds, "NumberOfFrames", 1), tag_int(ds, "SamplesPerPixel", 1)
+        bits = tag_int(ds, "BitsAllocated", 16)
+    except ValueError:
+        return None  # frame_headers reports the malformed value itself
+    if not (rows and cols and frames and samples and bits) or min(rows, cols, frames, samples, bits) < 0:
+        return None
+    return rows, cols, frames, samples, bits
+
+
+def _pixel_problem(fp, ds: pydicom.Dataset, size: int, limits: ReadLimits) -> str:
     meta = getattr(ds, "file_meta", None)
     ts = UID(str(meta.get("TransferSyntaxUID", "")) if meta is not None else "")
-    if ts == DeflatedExplicitVRLittleEndian or not ts:
+    claims = _claims(ds)
+    if claims:
+        problem = claim_problem(*claims, limits)
+        if problem:
+            return problem
+    if not ts:
         return ""
     start = fp.tell()
     head = fp.read(12)
@@ -93,7 +145,7 @@ def _pixel_problem(fp, ds: pydicom.Dataset, size: int) -> str:
     group, elem = struct.unpack(order + "HH", head[:4])
     tag = group << 16 | elem
     if tag != 0x7FE00010:
-        return f"no Pixel Data element ({_PIXEL_TAGS.get(tag, hex(tag))} instead)"
+        return f"no Pixel Data element ({PIXEL_TAGS.get(tag, hex(tag))} instead)"
     implicit = ts == ImplicitVRLittleEndian
     if implicit:
         (length,), header = struct.unpack(order + "I", head[4:8]), 8
@@ -102,39 +154,87 @@ def _pixel_problem(fp, ds: pydicom.Dataset, size: int) -> str:
             return "file ends inside the Pixel Data element header"
         (length,), header = struct.unpack(order + "I", head[8:12]), 12
     if length == UNDEFINED_LENGTH:
-        return _encapsulated_problem(fp, start + header, size)
+        return _encapsulated_problem(fp, start + header, size, claims, ts == RLE_LOSSLESS)
     end = start + header + length
     if end > size:
         return f"file truncated: Pixel Data ends at byte {end}, the file has {size} bytes"
-    try:
-        rows, cols = _int(ds, "Rows"), _int(ds, "Columns")
-        frames, samples = _int(ds, "NumberOfFrames", 1), _int(ds, "SamplesPerPixel", 1)
-        bits = _int(ds, "BitsAllocated", 16)
-    except ValueError:
-        return ""  # frame_headers reports the malformed value itself
-    if rows and cols and frames and samples and bits:
-        needed = rows * cols * frames * samples * bits // 8 if bits >= 8 else (rows * cols * frames * samples + 7) // 8
+    return _short_native(length, claims)
+
+
+def _short_native(length: int, claims) -> str:
+    if claims:
+        rows, cols, frames, samples, bits = claims
+        needed = frame_bytes(rows, cols, samples, bits) * frames
         if length < needed:
             return f"Pixel Data holds {length} bytes, {rows}x{cols}x{frames} frame(s) need {needed}"
     return ""
 
 
-def _encapsulated_problem(fp, pos: int, size: int) -> str:
+def _encapsulated_problem(fp, pos: int, size: int, claims, rle: bool) -> str:
     """Walk the item headers of encapsulated pixel data (8 bytes each, fragments skipped unread)."""
-    for _ in range(MAX_FRAGMENTS):
+    fragments, data_bytes = 0, 0   # items after the Basic Offset Table, and their bytes
+    for i in range(MAX_FRAGMENTS):
         fp.seek(pos)
         item = fp.read(8)
         if len(item) < 8:
             return f"file truncated: encapsulated pixel data has no closing sequence delimiter (file has {size} bytes)"
-        group, elem, length = struct.unpack("<HHI", item)  # encapsulated data is always little endian
+        group, elem, length = struct.unpack("<HH", item[:4]) + struct.unpack("<I", item[4:])  # always little endian
         if (group, elem) == (0xFFFE, 0xE0DD):
-            return ""
+            return _encapsulated_claims(fragments, data_bytes, claims, rle)
         if (group, elem) != (0xFFFE, 0xE000):
             return f"malformed encapsulated pixel data: tag ({group:04X},{elem:04X}) at byte {pos}"
+        if i > 0:
+            fragments, data_bytes = fragments + 1, data_bytes + length
         pos += 8 + length
         if pos > size:
             return f"file truncated: a pixel data fragment ends at byte {pos}, the file has {size} bytes"
     return f"malformed encapsulated pixel data: more than {MAX_FRAGMENTS} items"
+
+
+def _encapsulated_claims(fragments: int, data_bytes: int, claims, rle: bool) -> str:
+    """Every frame needs at least one fragment; RLE cannot hold more than RLE_MAX_RATIO x its bytes."""
+    if not claims:
+        return ""
+    rows, cols, frames, samples, bits = claims
+    if frames > fragments:
+        return f"NumberOfFrames {frames} but the encapsulated pixel data has {fragments} fragment(s)"
+    needed = frame_bytes(rows, cols, samples, bits) * frames
+    if rle and needed > RLE_MAX_RATIO * data_bytes:
+        return (f"pixel data claims {needed} bytes; {fragments} RLE fragment(s) of {data_bytes} bytes hold at most "
+                f"{RLE_MAX_RATIO * data_bytes}")
+    return ""
+
+
+def _scan_deflated(fp, tags, size: int, limits: ReadLimits) -> tuple[pydicom.Dataset, str]:
+    """Deflated file: header streamed up to Pixel Data, claims checked, then the pixel bytes counted."""
+    try:
+        ds, tag, length, stream = deflated_header(fp, tags)
+    except DeflateError as e:
+        raise DicomReadError(getattr(fp, "name", "?"), f"unreadable header: {e}") from e
+    claims = _claims(ds)
+    if claims:
+        problem = claim_problem(*claims, limits)
+        if problem:
+            return ds, problem
+    if stream is None:
+        return ds, "no Pixel Data element"
+    if tag != 0x7FE00010:
+        return ds, f"no Pixel Data element ({PIXEL_TAGS.get(tag, hex(tag))} instead)"
+    if length == UNDEFINED_LENGTH:
+        return ds, "malformed encapsulated pixel data: compressed fragments inside a deflated file"
+    short = _short_native(length, claims)
+    if short:
+        return ds, short
+    most = DEFLATE_MAX_RATIO * size + (1 << 20)
+    if length > most:
+        return ds, f"deflate stream of a {size}-byte file holds at most ~{most} bytes, Pixel Data claims {length}"
+    try:
+        got = stream.skip(length)     # inflated piece by piece and dropped: memory stays one piece
+    except DeflateError as e:
+        return ds, f"deflate stream corrupt inside the Pixel Data: {e}"
+    if got < length:
+        return ds, f"file truncated: the deflated Pixel Data ends after {got} of {length} bytes"
+    return ds, ""
 
 
 # Fast path for the flat top-level tags: parse the raw bytes ourselves (pydicom's per-element
@@ -143,7 +243,7 @@ _TAG = {kw: tag_for_keyword(kw) for kw in HEADER_TAGS}
 _BINARY = {"US": "H", "SS": "h", "UL": "I", "SL": "i"}
 
 
-def _top(ds: pydicom.Dataset, keyword: str):
+def tag_value(ds: pydicom.Dataset, keyword: str):
     """Top-level value of ``keyword``: str, list[str] (multi-valued), int (binary VRs) or None.
 
     Falls back to pydicom's own conversion for anything but a plain raw text/binary element.
@@ -167,8 +267,8 @@ def _top(ds: pydicom.Dataset, keyword: str):
     return parts if len(parts) > 1 else (parts[0] or None)
 
 
-def _int(ds, keyword: str, default: int | None = None) -> int | None:
-    value = _top(ds, keyword)
+def tag_int(ds, keyword: str, default: int | None = None) -> int | None:
+    value = tag_value(ds, keyword)
     if value is None or value == "":
         return default
     try:
@@ -177,10 +277,10 @@ def _int(ds, keyword: str, default: int | None = None) -> int | None:
         raise ValueError(f"invalid {keyword} {value!r}") from e
 
 
-def _multi(value) -> list:
+def as_list(value) -> list:
     return [] if value is None else (list(value) if isinstance(value, (list, tuple, MultiValue)) else [value])
 
 
-def _str(ds, keyword: str) -> str:
-    value = _top(ds, keyword)
+def tag_str(ds, keyword: str) -> str:
+    value = tag_value(ds, keyword)
     return "" if value is None else ("\\".join(map(str, value)) if isinstance(value, list) else str(value))

@@ -2,12 +2,15 @@
 
 * ``willis.index.scan``: ``scan_series`` (the headers of one series folder -> its record and files
   table; ``predict`` reuses it) and ``scan_all`` (every folder, in worker processes);
+* ``willis.index.volumes``: ``choose_volume`` (one volume of a 4-D group) and ``tilt_degrees``;
+* ``willis.index.csvs``: ``read_train_csv`` / ``read_localizers_csv`` (validated; ``CsvError``);
 * ``willis.index.tables``: the tables: column constants, the CSV / localizer joins, ``validate_index``
   and the stage entry ``build_index``. Its docstring is the schema (the artifact contract).
 
 The public names are re-exported here.
 """
 
+from willis.index.csvs import CsvError, read_localizers_csv, read_train_csv
 from willis.index.scan import (
     FILES_COLUMNS,
     FLAGS,
@@ -28,8 +31,10 @@ from willis.index.tables import (
     join_localizers,
     validate_index,
 )
+from willis.index.volumes import choose_volume, tilt_degrees
 
 __all__ = [
+    "CsvError",
     "FILES_COLUMNS",
     "FLAGS",
     "GAP_RATIO",
@@ -41,9 +46,13 @@ __all__ = [
     "POSITION_DECIMALS",
     "SERIES_COLUMNS",
     "build_index",
+    "choose_volume",
     "join_csv",
     "join_localizers",
+    "read_localizers_csv",
+    "read_train_csv",
     "scan_all",
     "scan_series",
+    "tilt_degrees",
     "validate_index",
 ]

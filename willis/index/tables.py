@@ -18,7 +18,11 @@ series.parquet, one row per series folder or ``train.csv`` row, sorted by Series
   (axial / coronal / sagittal / oblique, '' without frames); transfer_syntaxes [str] (of kept
   files); multiframe bool; geometry_flag str (';'-joined flags, '' when fine; see scan.FLAGS and
   ``willis.dicom.geometry``); n_set_aside int (frames and unreadable files not kept); in_csv bool;
-  has_folder bool; split str (train / val / test, '' when not used); smoke bool.
+  has_folder bool; split str (train / val / test, '' when not used); smoke bool;
+  gantry_tilt float (deg between the slice normal and the line through the slice origins; 0 for an
+  ordinary stack, NaN with < 2 positions; > 0.5 also flags ``gantry_tilt:<deg>``); volume_choice str
+  (which volume of a 4-D group was kept, e.g. ``TemporalPositionIndex 1 of 4 values``; '' when the
+  group had one frame per position; see ``willis.index.volumes``).
 
 files.parquet, one row per FRAME (a single-frame file is one row, frame 0; an unreadable file is
 one row with keep False), sorted by (SeriesInstanceUID, path, frame):
@@ -28,7 +32,13 @@ one row with keep False), sorted by (SeriesInstanceUID, path, frame):
   size_bytes int (of the whole file); transfer_syntax str; modality str (DICOM tag); slope,
   intercept float (CT: HU = stored * slope + intercept); instance_number int (-1 absent);
   keep bool (in the largest consistent group); set_aside_reason str ('' when kept);
-  order int (0..n-1 among kept frames sorted by position, -1 otherwise).
+  order int (0..n-1 among kept frames sorted by position, -1 otherwise); image_type str (ImageType,
+  or the Enhanced frame's FrameType, '\\'-joined); photometric str (PhotometricInterpretation);
+  pixel_representation, bits_allocated, bits_stored int (0 for an unreadable file). A file whose
+  pixel data is unusable (``willis.dicom.header.scan_file``: truncated, absent, claims above the
+  ``index.max_*`` ceilings) is ONE row (frame 0, n_frames as claimed), never one row per claimed frame.
+  A folder entry that is no readable file (subdirectory, non-UTF-8 name, broken link) is one row
+  with n_frames 0 (its path is shown with undecodable bytes as \\xNN).
 
 localizers.parquet, one row per ``train_localizers.csv`` row:
   SeriesInstanceUID, SOPInstanceUID str; frame int ('f' of the coordinates, else 0); location str;
@@ -46,6 +56,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from willis.dicom.limits import DEFAULT_LIMITS, ReadLimits
+from willis.index.csvs import read_localizers_csv, read_train_csv
 from willis.index.scan import FILES_COLUMNS, NAN2, NAN3, NAN6, _empty_record, scan_all
 from willis.labels import LABELS
 
@@ -54,7 +66,7 @@ log = logging.getLogger(__name__)
 SERIES_COLUMNS = (["SeriesInstanceUID", "PatientID", "Modality", "family", *LABELS, "PatientAge", "PatientSex",
                    "dicom_modality", "n_files", "n_frames", "rows", "cols", "pixel_spacing", "slice_spacing",
                    "orientation", "normal", "plane", "transfer_syntaxes", "multiframe", "geometry_flag",
-                   "n_set_aside", "in_csv", "has_folder", "split", "smoke"])
+                   "n_set_aside", "in_csv", "has_folder", "split", "smoke", "gantry_tilt", "volume_choice"])
 LOCALIZER_COLUMNS = ["SeriesInstanceUID", "SOPInstanceUID", "frame", "location", "x", "y", "patient", "found", "order"]
 
 
@@ -76,13 +88,14 @@ def join_csv(records: list[dict], csv: pd.DataFrame) -> pd.DataFrame:
     for c in LABELS:
         table[c] = table[c].fillna(-1).astype(int)
     table["PatientAge"] = pd.to_numeric(table["PatientAge"], errors="coerce").fillna(-1).astype(int)
-    for c in ("Modality", "PatientSex", "PatientID", "dicom_modality", "plane", "geometry_flag"):
+    for c in ("Modality", "PatientSex", "PatientID", "dicom_modality", "plane", "geometry_flag", "volume_choice"):
         table[c] = table[c].fillna("").astype(str)
     absent = ~table["has_folder"]
     table.loc[absent, "geometry_flag"] = ""
     for c in ("n_files", "n_frames", "rows", "cols", "n_set_aside"):
         table[c] = table[c].fillna(0).astype(int)
     table["slice_spacing"] = table["slice_spacing"].astype(float)
+    table["gantry_tilt"] = table["gantry_tilt"].astype(float)
     table["multiframe"] = table["multiframe"].astype("boolean").fillna(False).astype(bool)
     for c, fill in (("pixel_spacing", NAN2), ("orientation", NAN6), ("normal", NAN3), ("transfer_syntaxes", [])):
         table[c] = [list(v) if isinstance(v, (list, tuple, np.ndarray)) else list(fill) for v in table[c]]
@@ -159,19 +172,20 @@ def validate_index(series: pd.DataFrame, files: pd.DataFrame, localizers: pd.Dat
 
 
 def build_index(root: str | Path, out: str | Path, *, workers: int, val_fraction: float, test_fraction: float,
-                smoke_sizes: dict[str, int], seed: int) -> dict:
+                smoke_sizes: dict[str, int], seed: int, limits: ReadLimits = DEFAULT_LIMITS) -> dict:
     """The ``index`` stage: scan, join, split, validate, write ``<out>/{series,files,localizers}.parquet``.
 
+    ``train.csv`` / ``train_localizers.csv`` are validated first (``willis.index.csvs``: a CsvError
+    names the line and column). ``limits``: the ``index.max_*`` memory ceilings of the scan.
     Returns a summary (counts of series, frames, orphans, missing folders, flags).
     """
     from willis.splits import assign_splits, smoke_subset
 
     root, out = Path(root), Path(out)
     csv_path, loc_path = root / "train.csv", root / "train_localizers.csv"
-    csv = pd.read_csv(csv_path, dtype={"SeriesInstanceUID": str})
-    loc = pd.read_csv(loc_path, dtype=str) if loc_path.exists() else pd.DataFrame(
-        columns=["SeriesInstanceUID", "SOPInstanceUID", "coordinates", "location"])
-    records, files = scan_all(root, workers)
+    csv = read_train_csv(csv_path)
+    loc = read_localizers_csv(loc_path)
+    records, files = scan_all(root, workers, limits)
     series = join_csv(records, csv)
     orphans = series.loc[~series["in_csv"], "SeriesInstanceUID"].tolist()
     missing = series.loc[~series["has_folder"], "SeriesInstanceUID"].tolist()

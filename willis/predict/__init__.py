@@ -24,8 +24,9 @@ The family comes from the DICOM ``Modality`` tag (CT -> ``ct``, MR -> ``mr``), n
 The MR model also takes the CSV sub-modality (MRA / MRI T2 / MRI T1post), which the test data does
 not carry: ``mr_submodality`` guesses it from headers (see there; MRA is the default).
 
-A bad series never raises: unreadable, truncated, empty, non-DICOM or excluded by the decode check,
-it gets the training prior (positive rate per label, from ``meta.json``), a logged warning and
+A bad series never raises: unreadable, truncated, empty, non-DICOM, hostile (headers claiming more
+pixels than the memory ceilings of ``willis.dicom.limits.DEFAULT_LIMITS`` allow are set aside by the
+scan before anything is decoded or inflated) or excluded by the decode check, it gets the training prior (positive rate per label, from ``meta.json``), a logged warning and
 ``status == "prior"`` with the reasons. A missing or broken model bundle is a deployment error and
 raises ``BundleError`` at load time. Nothing is ever written into the series folder.
 
@@ -84,11 +85,11 @@ class Prepared:
 
 
 def _header(root: Path, files: pd.DataFrame):
-    """Header of the first kept frame's file (pixels not read), for the MR sub-modality."""
-    import pydicom
+    """Header of the first kept frame's file (pixels not read, a deflated file streamed), for the MR sub-modality."""
+    from willis.dicom.header import read_header
 
     first = files[files["keep"]].sort_values("order")["path"].iloc[0]
-    return pydicom.dcmread(root / first, stop_before_pixels=True, specific_tags=MR_TAGS)
+    return read_header(root / first, tags=MR_TAGS)
 
 
 def _dicom_modality(record: dict, files: pd.DataFrame) -> str:

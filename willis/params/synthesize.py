@@ -14,11 +14,11 @@ LESION_MODES = ("realistic", "exaggerated")  # willis.synth.lesion.LESION_MODES
 @dataclass(frozen=True)
 class SynthesizeParams:
     out: str = "data/synthetic"      # where the RSNA-layout folder is written
-    n_series: int = 600              # series in the dataset (one patient may own several)
+    n_series: int = 560              # series in the dataset (one patient may own several)
     positive_rate: float = 0.42      # fraction of series with at least one aneurysm
     workers: int = 2                 # worker processes
     broken_per_kind: int = 1         # deliberately broken series per breakage kind (see MANIFEST.json)
-    max_slices: int = 128            # cap on slices per series (thicker slices, same coverage, above it)
+    max_slices: int = 96             # cap on slices per series (thicker slices, same coverage, above it)
     max_matrix: int = 224            # cap on the in-plane matrix (longer side), same field of view; 0 = no cap
     lesion: Literal["realistic", "exaggerated"] = "realistic"   # aneurysm look (willis.synth.lesion)
     profile: Literal["default", "heldout"] = "default"          # nuisance ranges (willis.synth.profiles)

@@ -27,7 +27,7 @@ import numpy as np
 from willis.synth.geometry import Geometry
 from willis.synth.render import paint
 
-SLAB_STEP_MM = 1.6   # sub-slices at most this far apart
+SLAB_STEP_MM = 1.25  # sub-slices at most this far apart (a 3 mm sac gets >= 2-3 samples across)
 COARSE_MM = 2.0      # background grid spacing (at most; integer factors of the fine spacing)
 
 

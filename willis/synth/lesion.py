@@ -138,31 +138,30 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def _base_and_direction(anat: Anatomy, kind: str, vessel: Vessel, parent: Vessel, where, side: str,
-                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
-    """(neck base on the parent's centre line, unit sac direction, parent radius) of one site."""
+                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, Vessel]:
+    """(neck base on the parent's centre line, unit sac direction, the parent it grows from) of one site."""
     if kind == "apex":                     # the parent ends at ``where``: bulge along its flow
         flow = _direction(parent.points, at_end=True)
-        return parent.points[-1], _unit(flow + 0.35 * perpendicular(rng, flow)), parent.radius
+        return parent.points[-1], _unit(flow + 0.35 * perpendicular(rng, flow)), parent
     if kind == "branch":                   # where the labelled vessel leaves the parent's wall
         base = vessel.points[0]
         i = int(np.argmin(np.linalg.norm(parent.points - base, axis=1)))
         tangent = _unit(parent.points[min(i + 1, len(parent.points) - 1)] - parent.points[max(i - 1, 0)])
         out = _direction(vessel.points, at_end=False)
         out = out - out.dot(tangent) * tangent
-        return base, _unit(_unit(out) + 0.5 * perpendicular(rng, tangent)), parent.radius
+        return base, _unit(_unit(out) + 0.5 * perpendicular(rng, tangent)), parent
     if kind == "wall":
         base, tangent = point_on(parent.points, float(rng.uniform(*where)))
-        return base, perpendicular(rng, tangent), parent.radius
+        return base, perpendicular(rng, tangent), parent
     if kind == "acomm":                    # forward and up, across the AComm or off one A1/A2 junction
         forward = anat.rotation @ np.array([0.0, -1.0, 0.6])
         if not vessel.absent:
             base, tangent = point_on(vessel.points, 0.5)
-            radius = vessel.radius
         else:
-            a1 = anat.vessel(f"{side} ACA A1")
-            base, tangent, radius = a1.points[-1], _direction(a1.points, at_end=True), a1.radius
+            parent = anat.vessel(f"{side} ACA A1")
+            base, tangent = parent.points[-1], _direction(parent.points, at_end=True)
         d = forward - forward.dot(tangent) * tangent
-        return base, _unit(_unit(d) + 0.4 * perpendicular(rng, tangent)), radius
+        return base, _unit(_unit(d) + 0.4 * perpendicular(rng, tangent)), parent
     raise ValueError(f"unknown aneurysm site kind {kind!r}")
 
 
@@ -174,12 +173,12 @@ def place_aneurysm(anatomy: Anatomy, location: str, rng: np.random.Generator, mo
     site, kind, vessel_t, parent_t, where, _ = options[int(rng.choice(len(options), p=w / w.sum()))]
     side = "L" if location.startswith("Left ") else "R" if location.startswith("Right ") else "LR"[int(rng.integers(2))]
     vessel, parent = anatomy.vessel(vessel_t.format(s=side)), anatomy.vessel(parent_t.format(s=side))
-    base, direction, parent_radius = _base_and_direction(anatomy, kind, vessel, parent, where, side, rng)
+    base, direction, parent = _base_and_direction(anatomy, kind, vessel, parent, where, side, rng)
     diameter = sample_diameter(rng, mode)
     if m.wider_than_parent:
-        diameter = min(max(diameter, WIDER_FACTOR * parent_radius), m.diameter_mm[1])
+        diameter = min(max(diameter, WIDER_FACTOR * parent.radius), m.diameter_mm[1])
     radius = diameter / 2
-    center = base + direction * (parent_radius + OUTSIDE_FRACTION * radius)
+    center = base + direction * (parent.radius + OUTSIDE_FRACTION * radius)
     neck_radius = radius * float(rng.uniform(*NECK_FRACTION))
     factor = float(rng.uniform(*m.over_reference))
     slow = bool(rng.random() < SLOW_FLOW_RATE)                    # drawn always: a fixed number of draws

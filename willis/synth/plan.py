@@ -128,7 +128,7 @@ def draw_nuisance(seed: int, index: int, profile: Profile = DEFAULT) -> dict:
     return dict(
         modality=modality, plane=plane, head_and_neck=head_and_neck, pixel_mm=pixel,
         aspect=aspect if rect else 1.0, fov_mm=fov, slice_spacing=spacing,
-        margins_mm=(float(np.round(u(0, 10), 1)), float(np.round(u(0, 25), 1))),
+        margins_mm=(float(np.round(u(0, 6), 1)), float(np.round(u(0, 15), 1))),
         center_offset=tuple(float(np.round(u(lo, hi), 2)) for lo, hi in ((-15, 15), (-30, 10), (-400, 100))),
         encoding=_choice(rng, profile.encoding_mix), signed=bool(signed), slope=float(slope),
         intercept=float(intercept), multiframe=bool(rng.random() < multiframe_rate),

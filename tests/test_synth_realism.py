@@ -135,6 +135,13 @@ def test_mra_slow_flow_core_in_large_sacs():
     assert not any(p.tissue.endswith("_core") for p in L.primitives(large[:5], "CTA"))
 
 
+def test_the_brightest_cta_sac_stays_below_bone_suppression():
+    from willis.synth.contrast import HU_BONE_SUPPRESSION
+    for prof in (DEFAULT, HELDOUT):
+        brightest = prof.tissues["CTA"]["artery"][1] * L.MODES["realistic"].over_reference[1]
+        assert brightest < HU_BONE_SUPPRESSION <= prof.tissues["CTA"]["bone"][0]
+
+
 def test_diameters_follow_the_stated_distribution():
     rng = np.random.default_rng(0)
     d = np.array([L.sample_diameter(rng) for _ in range(20000)])

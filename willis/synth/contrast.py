@@ -11,8 +11,7 @@ import numpy as np
 
 from willis.synth.profiles import DEFAULT, Profile
 
-HU_AIR = -1000.0
-HU_BONE_SUPPRESSION = 700.0  # the projections suppress bone above this: arteries and sacs stay below
+HU_BONE_SUPPRESSION = 700.0  # the projections suppress bone above this: arteries and sacs stay below (tested)
 TISSUES = ("air", "soft", "fat", "bone", "brain", "csf", "artery", "vein", "calc")
 
 

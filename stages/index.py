@@ -17,6 +17,7 @@ import json
 import logging
 
 import willis.params
+from willis.dicom.limits import ReadLimits
 from willis.index.tables import build_index
 
 
@@ -32,7 +33,7 @@ def main() -> None:
         args.root, args.out, workers=p.index.workers, val_fraction=p.index.val_fraction,
         test_fraction=p.index.test_fraction,
         smoke_sizes={"train": p.index.smoke_train, "val": p.index.smoke_val, "test": p.index.smoke_test},
-        seed=p.seed, limits=p.index.limits,
+        seed=p.seed, limits=ReadLimits(p.index.max_frame_bytes, p.index.max_pixel_bytes, p.index.max_frames),
     )
     print(json.dumps(summary, indent=1))
 

@@ -86,7 +86,7 @@ READERS = {
         "willis/models/logits.py": "val_logits.parquet (read_logits)",
     },
     "read_csv": {
-        "willis/index/tables.py": "train.csv, train_localizers.csv (build_index)",
+        "willis/index/csvs.py": "train.csv, train_localizers.csv (read as text, validated: read_train_csv)",
     },
     "json.load": {
         "willis/decode_check.py": "reports/decode_check.json (read_decode_report)",

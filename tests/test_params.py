@@ -97,3 +97,13 @@ def test_dataclass_defaults_are_the_params_yaml_values():
 def test_every_train_knob_is_in_params_yaml(family):
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert list(data["train"][family]) == [f.name for f in dataclasses.fields(TrainParams)]
+
+
+def test_index_read_limits_defaults_are_the_readers():
+    """params/index.py repeats the reader's memory ceilings as numbers (params may not import dicom)."""
+    from willis.dicom.limits import DEFAULT_LIMITS
+    from willis.params.index import IndexParams
+
+    p = IndexParams()
+    assert (p.max_frame_bytes, p.max_pixel_bytes, p.max_frames) == (
+        DEFAULT_LIMITS.max_frame_bytes, DEFAULT_LIMITS.max_pixel_bytes, DEFAULT_LIMITS.max_frames)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from willis.dicom.limits import DEFAULT_LIMITS, ReadLimits
 from willis.params.schema import require
 
 
@@ -19,13 +18,11 @@ class IndexParams:
     smoke_test: int = 30
     # memory ceilings checked from each header before any pixel data is inflated or decoded
     # (willis/dicom/limits.py); a file above one is set aside with the key's name in its reason
-    max_frame_bytes: int = DEFAULT_LIMITS.max_frame_bytes   # one decoded frame (rows x cols x samples x bytes)
-    max_pixel_bytes: int = DEFAULT_LIMITS.max_pixel_bytes   # all frames of one file
-    max_frames: int = DEFAULT_LIMITS.max_frames             # frames of one file
-
-    @property
-    def limits(self) -> ReadLimits:
-        return ReadLimits(self.max_frame_bytes, self.max_pixel_bytes, self.max_frames)
+    # (params sit on the ground floor beside dicom, so the defaults are repeated here as numbers;
+    # tests/test_params.py checks they equal willis.dicom.limits.DEFAULT_LIMITS)
+    max_frame_bytes: int = 256 * 2**20    # one decoded frame (rows x cols x samples x bytes)
+    max_pixel_bytes: int = 1024 * 2**20   # all frames of one file
+    max_frames: int = 32768               # frames of one file
 
     def check(self) -> None:
         require(self.workers >= 1, "index.workers", "must be >= 1")

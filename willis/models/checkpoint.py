@@ -28,12 +28,13 @@ import torch
 from torch import nn
 
 from willis.labels import LABELS, MODALITIES, MODALITY_FAMILY
+from willis.models.fine import FineModel
 from willis.models.mil import AttentionMIL
 from willis.models.mip_cnn import MipCNN
 from willis.params.train import TrainParams
 
 FORMAT = 1
-MODEL_CLASSES: dict[str, type[nn.Module]] = {"mil": AttentionMIL, "mip_cnn": MipCNN}
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"mil": AttentionMIL, "mip_cnn": MipCNN, "fine_cnn": FineModel}
 META_KEYS = ("format", "family", "arch", "labels", "modalities", "channels", "size", "instances",
              "params", "data_hash", "prior")
 
@@ -46,8 +47,18 @@ def modality_vocab(family: str) -> list[str]:
     return vocab
 
 
-def arch_from_params(p: TrainParams, in_channels: int, n_modalities: int) -> dict:
-    """Architecture args from the family's train section; stored verbatim in meta.json."""
+def arch_from_params(p: TrainParams, in_channels: int, n_modalities: int,
+                     fine_shape: tuple[int, int] | None = None) -> dict:
+    """Architecture args from the family's train section; stored verbatim in meta.json.
+
+    ``fine_shape`` = (K_f slabs, F pixels) of the fine store, for ``fine_cnn`` (``in_channels``
+    is then the number of fine channels)."""
+    if p.model == "fine_cnn":
+        if fine_shape is None:
+            raise ValueError("fine_cnn needs the fine store's (slabs, size)")
+        return {"name": p.model, "kwargs": dict(in_channels=in_channels, n_modalities=n_modalities,
+                                                n_slabs=int(fine_shape[0]), size=int(fine_shape[1]),
+                                                width=p.width, stem=p.stem, tta=p.tta)}
     common = dict(in_channels=in_channels, n_modalities=n_modalities, backbone=p.backbone,
                   width=p.width, embed_dim=p.embed_dim, modality_dim=p.modality_dim,
                   dropout=p.dropout, backbone_weights=p.backbone_weights, input_size=p.input_size,
@@ -63,7 +74,7 @@ def build_model(arch: dict, from_checkpoint: bool = False) -> nn.Module:
     if name not in MODEL_CLASSES:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODEL_CLASSES)}")
     kwargs = dict(arch["kwargs"])
-    if from_checkpoint:
+    if from_checkpoint and "backbone_weights" in kwargs:
         kwargs["backbone_weights"] = None  # the state_dict carries the weights; no external file needed
     return MODEL_CLASSES[name](**kwargs)
 

@@ -69,11 +69,26 @@ def _modality_ids(meta: dict, modality: Sequence[str], uids: Sequence[str]) -> n
     return np.array([vocab.index(m) for m in modality], dtype=np.int64)
 
 
+def reads_fine(meta: dict) -> bool:
+    """True for a checkpoint that reads the fine slabs (``fine_cnn``), False for the coarse views."""
+    return meta.get("inputs") == ["fine"]
+
+
 def _check_geometry(meta: dict, channels: Sequence[str], mip_shape: tuple, where: str) -> None:
+    """The projections match what the model was trained on: channel names and (C, S, S) (coarse) or
+    (K_f, C_f, F, F) of each view (fine; ``mip_shape`` is then the fine array's shape)."""
     c, s = len(meta["channels"]), int(meta["size"])
-    if list(channels) != list(meta["channels"]) or tuple(mip_shape[-3:]) != (c, s, s):
-        raise ValueError(f"{where}: projections {list(channels)} {tuple(mip_shape[-3:])} do not match the "
-                         f"model's {meta['channels']} ({c}, {s}, {s}); re-run project with the training params")
+    want = (int(meta["instances"]), c, s, s) if reads_fine(meta) else (c, s, s)
+    if list(channels) != list(meta["channels"]) or tuple(mip_shape[-len(want):]) != want:
+        raise ValueError(f"{where}: projections {list(channels)} {tuple(mip_shape[-len(want):])} do not match the "
+                         f"model's {meta['channels']} {want}; re-run project with the training params")
+
+
+def _forward(model: torch.nn.Module, meta: dict, arrays: dict, ids: torch.Tensor) -> dict:
+    """The model's forward on device float tensors ``arrays`` (keys mip/instances, or fine)."""
+    if reads_fine(meta):
+        return model(arrays["fine"], ids)
+    return model(arrays["mip"], arrays["instances"], ids)
 
 
 def logits_for(model_dir: str | Path, store_path: str | Path, uids: Sequence[str], batch_size: int = 32,
@@ -94,27 +109,33 @@ def logits_for(model_dir: str | Path, store_path: str | Path, uids: Sequence[str
             raise StoreError(f"{store_path}: no sub-modality for series {e.args[0]}; pass modalities=") from None
     else:
         modality = [modalities[u] for u in uids]
-    _check_geometry(meta, attrs["channels"], (len(attrs["channels"]), attrs["size"], attrs["size"]),
-                    str(store_path))
+    if reads_fine(meta):
+        _check_geometry(meta, attrs["fine_channels"], (attrs["fine_slabs"], len(attrs["fine_channels"]),
+                                                       attrs["fine_size"], attrs["fine_size"]), str(store_path))
+        batch_size = min(batch_size, 4)   # a series is 3 x K_f slab images: bound the batch's memory
+    else:
+        _check_geometry(meta, attrs["channels"], (len(attrs["channels"]), attrs["size"], attrs["size"]),
+                        str(store_path))
     ids = _modality_ids(meta, modality, uids)
     out = [res["logits"].float().cpu().numpy()
-           for res in _store_outputs(model, store_path, uids, ids, batch_size)]
+           for res in _store_outputs(model, meta, store_path, uids, ids, batch_size)]
     logits = np.concatenate(out) if out else np.zeros((0, len(LABELS)), np.float32)
     return logits_frame(uids, modality, logits)
 
 
 @torch.no_grad()
-def _store_outputs(model: torch.nn.Module, store_path: str | Path, uids: list[str], ids: np.ndarray,
+def _store_outputs(model: torch.nn.Module, meta: dict, store_path: str | Path, uids: list[str], ids: np.ndarray,
                    batch_size: int):
     """Yield the model's output dict per batch of ``uids`` read from the store; bounded memory:
     one batch of uint8 rows at a time. ``ids`` (n,) are the modality ids of ``uids``."""
     dev = next(model.parameters()).device
+    fine = reads_fine(meta)
     for i in range(0, len(uids), batch_size):
-        arr = load_family(store_path, uids[i:i + batch_size])
+        arr = load_family(store_path, uids[i:i + batch_size], fine=fine)
+        names = ("fine",) if fine else ("mip", "instances")
+        tensors = {n: torch.from_numpy(getattr(arr, n)).to(dev).float().div_(255.0) for n in names}
         with autocast(dev):
-            yield model(torch.from_numpy(arr.mip).to(dev).float().div_(255.0),
-                        torch.from_numpy(arr.instances).to(dev).float().div_(255.0),
-                        torch.from_numpy(ids[i:i + batch_size]).to(dev))
+            yield _forward(model, meta, tensors, torch.from_numpy(ids[i:i + batch_size]).to(dev))
 
 
 def heat_maps_for(model_dir: str | Path, store_path: str | Path, uids: Sequence[str],
@@ -123,23 +144,29 @@ def heat_maps_for(model_dir: str | Path, store_path: str | Path, uids: Sequence[
     ``uids`` (views axial, coronal, sagittal; h = w = input size / 8), or None when the model has
     no heat head."""
     model, meta = load_model(model_dir, resolve_device(device))
-    if not getattr(model, "heatmap", False) or not uids:
+    if not getattr(model, "heatmap", False) or reads_fine(meta) or not uids:
         return None
     uids = list(uids)
     ids = _modality_ids(meta, [modalities[u] for u in uids], uids)
     return np.concatenate([torch.sigmoid(res["heat_views"][:, :, PRESENT_INDEX].float()).cpu().numpy()
-                           for res in _store_outputs(model, store_path, uids, ids, batch_size)])
+                           for res in _store_outputs(model, meta, store_path, uids, ids, batch_size)])
 
 
 @torch.no_grad()
 def infer_arrays(model: torch.nn.Module, meta: dict, mip: np.ndarray, instances: np.ndarray,
-                 modality: str) -> np.ndarray:
+                 modality: str, fine: np.ndarray | None = None) -> np.ndarray:
     """Logits (14,) of one series held in memory.
 
     ``mip`` (3, C, S, S) and ``instances`` (K, C, S, S), uint8 (0-255) or float in [0, 1], as
-    ``willis.projections`` makes them; ``modality`` a CSV sub-modality (CTA, MRA, MRI T2, ...).
+    ``willis.projections`` makes them; ``fine`` (3, K_f, C_f, F, F) for a ``fine_cnn`` checkpoint;
+    ``modality`` a CSV sub-modality (CTA, MRA, MRI T2, ...).
     """
-    _check_geometry(meta, meta["channels"], mip.shape, "infer_arrays")
+    if reads_fine(meta):
+        if fine is None:
+            raise ValueError("infer_arrays: this checkpoint reads the fine slabs; pass fine=")
+        _check_geometry(meta, meta["channels"], fine.shape, "infer_arrays")
+    else:
+        _check_geometry(meta, meta["channels"], mip.shape, "infer_arrays")
     dev = next(model.parameters()).device
     ids = torch.from_numpy(_modality_ids(meta, [modality], ["<in-memory series>"])).to(dev)
 
@@ -148,6 +175,7 @@ def infer_arrays(model: torch.nn.Module, meta: dict, mip: np.ndarray, instances:
         return t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
 
     model.eval()
+    arrays = {"fine": as_float(fine)} if reads_fine(meta) else {"mip": as_float(mip), "instances": as_float(instances)}
     with autocast(dev):
-        out = model(as_float(mip), as_float(instances), ids)
+        out = _forward(model, meta, arrays, ids)
     return out["logits"][0].float().cpu().numpy()

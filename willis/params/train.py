@@ -17,7 +17,7 @@ from willis.params.schema import require
 @dataclass(frozen=True)
 class TrainParams:
     # --- model ----------------------------------------------------------------------------------
-    model: Literal["mip_cnn", "mil"] = "mip_cnn"
+    model: Literal["mip_cnn", "mil", "fine_cnn"] = "mip_cnn"   # fine_cnn: the fine circle-of-Willis slabs
     backbone: str = "compact"           # "compact" (defined in willis/models/backbone.py) or a timm name
     backbone_weights: Optional[str] = None  # local weights file for a timm backbone; never downloaded
     width: int = 16                     # channels of the compact CNN's first stage (doubles per stage)
@@ -55,6 +55,19 @@ class TrainParams:
     affine_shift: float = 0.04          # random shift, fraction of the image
     intensity: float = 0.1              # random contrast/brightness amplitude
     ram_limit_gb: float = 8.0           # stores smaller than this are read whole into RAM (uint8)
+    # --- fine_cnn: crops of the fine slabs (willis/train/fine_crops.py); it also reads width,
+    #     flip_p, affine_deg (rotation), affine_scale (zoom), intensity (gain) and heat_sigma
+    stem: int = 8                       # fine_cnn stem channels (stride 2 at the fine 0.5 mm pixels)
+    crop_size: int = 96                 # training crop side, fine pixels (multiple of 16)
+    crops_per_series: int = 4           # crops per training series per epoch
+    pos_frac: float = 0.7               # share of a localized positive's crops aimed at a sac
+    crop_jitter: float = 0.3            # sac offset from the crop centre, up to this fraction of the crop
+    hard_frac: float = 0.5              # other crops centred on a bright (vessel) pixel this often
+    aug_gamma: float = 0.3              # gamma = exp(U(-g, g))
+    aug_noise: float = 0.03             # Gaussian noise s.d. up to this (intensity in [0, 1])
+    aug_blur_p: float = 0.3             # Gaussian blur (s.d. 0.5-1.2 px) this often
+    val_every: int = 0                  # whole-series validation every N epochs (0: after the last only)
+    tta: bool = True                    # flip test-time augmentation (Left/Right logits swapped back)
     # --- optimisation ---------------------------------------------------------------------------
     epochs: int = 30
     smoke_epochs: int = 3
@@ -103,6 +116,16 @@ _FIELDS = (
     ("intensity", lambda v: 0 <= v < 1, "must be in [0, 1)"),
     ("ram_limit_gb", lambda v: v >= 0, "must be >= 0"),
     ("threads", lambda v: v >= 1, "must be >= 1"),
+    ("stem", lambda v: v >= 2, "must be >= 2"),
+    ("crop_size", lambda v: v >= 32 and v % 16 == 0, "must be a multiple of 16, >= 32"),
+    ("crops_per_series", lambda v: v >= 1, "must be >= 1"),
+    ("pos_frac", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("crop_jitter", lambda v: 0 <= v < 0.5, "must be in [0, 0.5)"),
+    ("hard_frac", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("aug_gamma", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("aug_noise", lambda v: 0 <= v <= 0.5, "must be in [0, 0.5]"),
+    ("aug_blur_p", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("val_every", lambda v: v >= 0, "must be >= 0"),
 )
 
 

@@ -207,7 +207,7 @@ def predict(series_path: str, *, models_dir: str | Path | None = None, device: s
         from willis.models.infer import infer_arrays
 
         logits = np.asarray(infer_arrays(fm.model, fm.meta, prep.projection.mip, prep.projection.instances,
-                                         prep.modality), dtype=np.float64).reshape(1, len(LABELS))
+                                         prep.modality, fine=getattr(prep.projection, "fine", None)), dtype=np.float64).reshape(1, len(LABELS))
         probs = np.asarray(fm.calibration.apply(logits), dtype=np.float64)[0]  # (1, 14) -> (14,)
         prep.seconds["model"] = time.perf_counter() - t
         if not np.all(np.isfinite(probs)):

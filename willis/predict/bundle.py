@@ -115,9 +115,12 @@ def _load_family(family_dir: Path, family: str, device: str) -> FamilyModel:
 def _warm_up(model, meta: dict) -> None:
     """One forward pass on zeros at load time, so CUDA context / cuDNN start-up (~1 s, measured on
     an H200) is paid before serving rather than inside the first series' call."""
-    from willis.models.infer import infer_arrays
+    from willis.models.infer import infer_arrays, reads_fine
 
     c, s, k = len(meta["channels"]), int(meta["size"]), int(meta["instances"])
+    if reads_fine(meta):   # fine_cnn: channels/size/instances describe the fine slabs
+        infer_arrays(model, meta, None, None, meta["modalities"][0], fine=np.zeros((3, k, c, s, s), np.uint8))
+        return
     infer_arrays(model, meta, np.zeros((3, c, s, s), np.uint8), np.zeros((k, c, s, s), np.uint8),
                  meta["modalities"][0])
 

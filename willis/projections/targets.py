@@ -72,3 +72,45 @@ def visible(points: np.ndarray) -> np.ndarray:
     """(N, P, 8) -> (N, P, 3) bool: a real point (label >= 0) inside the image of each view."""
     rc = points[..., 2:].reshape(*points.shape[:-1], 3, 2)               # (N, P, view, row/col)
     return ((rc >= 0) & (rc < 1)).all(axis=-1) & (points[..., LABEL] >= 0)[..., None]
+
+
+# ---------------------------------------------------------------- fine views (``fine_cnn``)
+
+FINE_N_COLS = 10   # [label, then (slab, row, col) of the axial, coronal and sagittal fine views]
+
+
+def fine_points(uids: list[str], series_attrs: dict, loc: pd.DataFrame, skipped_points: dict[str, str]) -> np.ndarray:
+    """Localizers in the fine views: float32 (N, P, 10), padded rows ``label = -1``::
+
+        [label, ax_slab, ax_row, ax_col, co_slab, co_row, co_col, sa_slab, sa_row, sa_col]
+
+    ``row``/``col`` are continuous fine pixels (centres at integers, ``patient_to_fine``);
+    ``slab`` is a continuous slab coordinate (slab k spans [k - 0.5, k + 0.5]; outside [-0.5,
+    K - 0.5] the point is outside the box along that axis), so a point near a slab boundary can
+    also target the neighbouring slab. ``series_attrs[uid]["fine"]`` is the store's geometry."""
+    from willis.projections.views import patient_to_fine   # the fine mapping lives beside the coarse one
+
+    row_of = {u: i for i, u in enumerate(uids)}
+    loc = loc[loc["SeriesInstanceUID"].isin(row_of)]
+    per_series: dict[int, list[list[float]]] = {}
+    for uid, point, found, where in zip(loc["SeriesInstanceUID"], loc["patient"], loc["found"], loc["location"]):
+        p = np.asarray(point, dtype=float)
+        if not bool(found) or p.shape != (3,) or not np.isfinite(p).all() or where not in LABELS:
+            skipped_points.setdefault(f"{uid}:{where}", "localizer not found, no patient position or unknown location")
+            continue
+        fine = series_attrs[uid]["fine"]
+        mapped = patient_to_fine(p, series_attrs[uid])
+        row = [float(LABELS.index(where))]
+        for view, axis in zip(VIEWS, (2, 1, 0)):                   # slab axis of each view: z, y, x
+            start, end = fine["slab_ranges_mm"][view][0]
+            slab = (p[axis] - start) / (end - start) - 0.5          # equal contiguous slabs: linear in p
+            _, r, c = mapped[view]
+            row += [float(slab), float(r), float(c)]
+        per_series.setdefault(row_of[uid], []).append(row)
+        if any(v[0] is None for v in mapped.values()):
+            skipped_points[f"{uid}:{where}"] = "localizer outside the fine box along some axis (no target there)"
+    points = np.full((len(uids), max([len(v) for v in per_series.values()], default=1), FINE_N_COLS), -1.0,
+                     dtype=np.float32)
+    for i, rows in per_series.items():
+        points[i, :len(rows)] = rows
+    return points

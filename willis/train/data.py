@@ -25,7 +25,7 @@ from willis.index.tables import SPLIT_LABEL_COLUMNS, read_index
 from willis.labels import LABELS, PRESENT_INDEX
 from willis.models.checkpoint import modality_vocab
 from willis.projections.store import load_family, open_store
-from willis.projections.targets import LOCALIZER_INPUTS, localizer_targets, visible
+from willis.projections.targets import LOCALIZER_INPUTS, fine_points, localizer_targets, visible
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,11 @@ class FamilyData:
     points_skipped: dict[str, str] = dataclasses.field(default_factory=dict)  # "uid:location" -> why no target
     mip: np.ndarray | None = None        # uint8 (N, 3, C, S, S) when held in RAM
     inst: np.ndarray | None = None       # uint8 (N, K, C, S, S) when held in RAM
+    # fine circle-of-Willis slabs (``fine_cnn``; ``load_family_data(fine=True)``)
+    fine: np.ndarray | None = None        # uint8 (N, 3, K_f, C_f, F, F), always in RAM
+    fine_points: np.ndarray | None = None  # float32 (N, P, 10): localizers in the fine views (targets.fine_points)
+    fine_known: np.ndarray | None = None  # bool (N,): negative, or a positive with a point inside the fine box
+    fine_channels: list[str] | None = None
 
     def index(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.split == split)
@@ -80,8 +85,10 @@ def data_hash(uids, split, y, modality, store_attrs: dict, attn_target) -> str:
 
 
 def load_family_data(family: str, store_path: str | Path, index_dir: str | Path, smoke: bool = False,
-                     ram_limit_gb: float = 8.0) -> FamilyData:
-    """Join labels, store and localizers for the train/val series of ``family``."""
+                     ram_limit_gb: float = 8.0, fine: bool = False) -> FamilyData:
+    """Join labels, store and localizers for the train/val series of ``family``.
+
+    ``fine=True`` also reads the fine slabs and maps the localizers into them (``fine_cnn``)."""
     store_path, index_dir = Path(store_path), Path(index_dir)
     table = read_index(index_dir, "series", require=SPLIT_LABEL_COLUMNS)
     loc = read_index(index_dir, "localizers", require=LOCALIZER_INPUTS)
@@ -131,7 +138,21 @@ def load_family_data(family: str, store_path: str | Path, index_dir: str | Path,
         data_hash=data_hash(uids, split, y, modality, attrs, np.concatenate([target, points.reshape(len(uids), -1)], 1)),
         store_params=dict(attrs.get("params", {})), points_skipped=points_skipped,
     )
-    if data.nbytes() <= ram_limit_gb * 2**30 and uids:
+    if fine:
+        data.fine_points = fine_points(uids, attrs["series"], loc, data.points_skipped)
+        inside = np.zeros(data.fine_points.shape[:2], dtype=bool)           # (N, P): in the box on some axis
+        for a in range(3):
+            s = data.fine_points[..., 1 + 3 * a]
+            inside |= (s > -0.5) & (s < int(attrs["fine_slabs"]) - 0.5)
+        inside &= data.fine_points[..., 0] >= 0
+        data.fine_known = (y[:, PRESENT_INDEX] == 0) | inside.any(axis=1)
+        data.fine_channels = list(attrs["fine_channels"])
+        data.data_hash = hashlib.sha256((data.data_hash + hashlib.sha256(
+            np.ascontiguousarray(data.fine_points).tobytes()).hexdigest()).encode()).hexdigest()
+        if uids:  # the fine slabs are what fine_cnn trains on: always in RAM (crops are random access)
+            arrays = load_family(store_path, uids, fine=True)
+            data.mip, data.inst, data.fine = arrays.mip, arrays.instances, arrays.fine
+    elif data.nbytes() <= ram_limit_gb * 2**30 and uids:
         arrays = load_family(store_path, uids)  # uint8, one threaded pass over the store
         data.mip, data.inst = arrays.mip, arrays.instances
     else:

@@ -1,70 +1,58 @@
-"""Fit ``fine_cnn`` on crops of the fine slabs; score whole series.
+"""Train ``fine_cnn`` on crops of the fine circle-of-Willis slabs; score whole series.
 
-``fit(data, p, ...)`` is one readable loop: per epoch, ``crops_per_series`` x (training series)
-crops drawn by the class-balanced sampler (``willis.train.sampler``), augmented on the device
-(``willis.train.fine_crops``), CenterNet heat-map loss per peak, AdamW with warm-up and cosine
-decay. Validation scores whole series (every slab image, flip TTA) every ``val_every`` epochs
-and after the last; the best validation score's weights are kept.
+``train_fine_family`` is what ``train_family`` runs for ``train.<family>.model: fine_cnn``, one
+readable loop with the same outputs (``model.pt``, ``meta.json``, ``val_logits.parquet``, dvclive
+logs):
 
-``series_logits(model, fine, modality_id)`` is the one whole-series inference used by
-validation, evaluate and predict.
+1. the family's train/val series with their fine slabs and localizers mapped into them
+   (``willis.train.data.load_family_data(fine=True)``), unusable series reported;
+2. per epoch, ``crops_per_series`` x (training series) crops drawn by the class-balanced sampler
+   (``willis.train.sampler``), augmented (``willis.train.fine_crops``), CenterNet heat-map loss
+   per peak (``willis.train.heatmap.heat_loss``), AdamW with warm-up then cosine decay;
+3. whole-series validation (every slab image, flip TTA) every ``val_every`` epochs and after the
+   last; the best validation score's weights are kept (whole-series inference costs ~0.5 s a
+   series on two CPU cores, so it is not run after every epoch by default).
+
+``series_logits(model, fine, modality_id)`` is the one whole-series inference (validation here;
+``willis.models.infer`` for evaluate and predict runs the same ``FineModel.forward``).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
-from dataclasses import dataclass, field
-from typing import Callable
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from willis.labels import LABELS, PRESENT_INDEX, label_slug
+from willis.models.checkpoint import arch_from_params, build_model, save_model
 from willis.models.fine import FineModel
+from willis.models.infer import resolve_device
+from willis.models.logits import logits_frame, write_logits
+from willis.params.train import TrainParams
+from willis.train.data import FamilyData, load_family_data
 from willis.train.fine_crops import CropParams, make_batch
 from willis.train.heatmap import heat_loss
 from willis.train.sampler import epoch_indices, series_weights
-from willis.train.score import weighted_score
+from willis.train.score import score_parts, weighted_score
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class FineData:
-    """One family's fine slabs and targets; row i of every array is ``uids[i]``."""
-
-    uids: list[str]
-    fine: np.ndarray            # uint8 (N, 3, K, C, F, F)
-    points: np.ndarray          # float32 (N, P, 10), willis.train.fine_crops
-    heat_known: np.ndarray      # bool (N,): negative, or a positive with >= 1 mapped point
-    y: np.ndarray               # float32 (N, 14)
-    modality_id: np.ndarray     # int64 (N,)
-    split: np.ndarray           # str (N,)
-    extra: dict = field(default_factory=dict)
-
-    def index(self, split: str) -> np.ndarray:
-        return np.flatnonzero(self.split == split)
+def crop_params(p: TrainParams) -> CropParams:
+    """The crop sampler's knobs from the family's train section (shared augmentation names reused)."""
+    return CropParams(size=p.crop_size, pos_frac=p.pos_frac, jitter=p.crop_jitter, hard_frac=p.hard_frac,
+                      flip_p=p.flip_p, rotate_deg=p.affine_deg, zoom=p.affine_scale, gain=p.intensity,
+                      gamma=p.aug_gamma, noise=p.aug_noise, blur_p=p.aug_blur_p, sigma=p.heat_sigma)
 
 
-@dataclass(frozen=True)
-class FitParams:
-    width: int = 16
-    stem: int = 8
-    epochs: int = 30
-    crops_per_series: int = 4
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: int = 1
-    grad_clip: float = 1.0
-    sampler_power: float = 0.5
-    val_every: int = 0          # 0: validate whole series only after the last epoch
-    tta: bool = True
-    crop: CropParams = CropParams()
-
-
-def cosine_with_warmup(warmup: int, total: int) -> Callable[[int], float]:
+def cosine_with_warmup(warmup: int, total: int):
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
@@ -86,34 +74,38 @@ def series_logits(model: FineModel, fine: np.ndarray, modality_id: np.ndarray, b
         ids = torch.from_numpy(np.asarray(modality_id[i:i + batch])).to(dev)
         out.append(model(x, ids, tta=tta)["logits"].float().cpu().numpy())
     model.train(was)
-    return np.concatenate(out) if out else np.zeros((0, 14), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, len(LABELS)), np.float32)
 
 
-def fit(data: FineData, p: FitParams, n_modalities: int, seed: int, device: torch.device,
-        on_epoch: Callable[[dict], None] | None = None) -> tuple[FineModel, dict]:
-    """Train on ``data``'s train split, validate on its val split; returns (best model, summary)."""
+def fit(data: FamilyData, p: TrainParams, epochs: int, seed: int, device: torch.device, live=None,
+        desc: str = "fine") -> tuple[FineModel, dict, list[dict]]:
+    """Train on ``data``'s train split, validate on its val split.
+
+    Returns (model holding the best validation weights, best {score, epoch, logits, auc}, history)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device=device).manual_seed(seed + 1)
     gen_order = torch.Generator().manual_seed(seed + 2)
+    cp = crop_params(p)
     _, _, k, c, size, _ = data.fine.shape
-    model = FineModel(c, n_modalities, k, size, p.width, p.stem, p.tta).to(device)
+    arch = arch_from_params(p, in_channels=c, n_modalities=len(data.vocab), fine_shape=(k, size))
+    model = build_model(arch).to(device)
     tr, va = data.index("train"), data.index("val")
     per_epoch = p.crops_per_series * len(tr)
     steps = math.ceil(per_epoch / p.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(p.warmup_epochs * steps, p.epochs * steps))
-    weights = series_weights(data.y[tr], p.sampler_power)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(p.warmup_epochs * steps, epochs * steps))
+    weights = series_weights(data.y[tr], p.sampler_power) if p.balanced_sampler else None
     best = {"score": -math.inf, "epoch": -1, "state": None, "logits": None, "auc": None}
     history = []
-    for epoch in range(p.epochs):
+    for epoch in range(epochs):
         model.train()
         order = tr[epoch_indices(weights, per_epoch, gen_order).numpy()]
         total, n_peaks = 0.0, 0
-        for s in range(0, len(order), p.batch_size):
-            b = make_batch(data.fine, data.points, data.heat_known, data.modality_id, order[s:s + p.batch_size],
-                           p.crop, rng, gen, device)
-            maps = model.net(b["image"], b["coords"], b["modality_id"])
+        for s in tqdm(range(0, len(order), p.batch_size), desc=f"{desc} {epoch + 1}/{epochs}", leave=False):
+            b = make_batch(data.fine, data.fine_points, data.fine_known, data.modality_id,
+                           order[s:s + p.batch_size], cp, rng, gen, device)
+            maps = model.net(b["image"], b["coords"], b["modality_id"])            # (B, 14, P/4, P/4)
             loss_sum, peaks = heat_loss(maps[:, None], b["target"][:, None], b["mask"])
             loss = loss_sum / peaks.clamp(min=1)
             opt.zero_grad(set_to_none=True)
@@ -124,18 +116,87 @@ def fit(data: FineData, p: FitParams, n_modalities: int, seed: int, device: torc
             total += float(loss_sum.detach())
             n_peaks += int(peaks)
         row = {"epoch": epoch, "loss": total / max(n_peaks, 1)}
-        last = epoch == p.epochs - 1
-        if len(va) and (last or (p.val_every and (epoch + 1) % p.val_every == 0)):
+        if not math.isfinite(row["loss"]):
+            raise FloatingPointError(f"{desc}: training loss became {row['loss']}; lower train.*.lr or check the inputs")
+        if live is not None:
+            live.log_metric("train/heat_loss", row["loss"])
+        if len(va) and (epoch == epochs - 1 or (p.val_every and (epoch + 1) % p.val_every == 0)):
             logits = series_logits(model, data.fine[va], data.modality_id[va])
             score, auc = weighted_score(data.y[va], logits)
-            row.update(score=score)
+            present, locations = score_parts(auc)
+            row.update(score=score, auc_present=present, auc_locations=locations)
+            if live is not None:
+                if np.isfinite(score):
+                    live.log_metric("val/score", score)
+                for name, v in auc.items():
+                    if np.isfinite(v):
+                        live.log_metric(f"val/auc/{label_slug(name)}", v)
             if np.isfinite(score) and score > best["score"]:
                 best.update(score=score, epoch=epoch, state=copy.deepcopy(model.state_dict()), logits=logits, auc=auc)
         history.append(row)
-        log.info("fine epoch %d/%d: loss %.4f%s", epoch + 1, p.epochs, row["loss"],
+        log.info("%s epoch %d/%d: heat loss %.4f%s", desc, epoch + 1, epochs, row["loss"],
                  f", val score {row['score']:.4f}" if "score" in row else "")
-        if on_epoch is not None:
-            on_epoch(row)
-    if best["state"] is not None:
-        model.load_state_dict(best["state"])
-    return model, {"best": {k: v for k, v in best.items() if k != "state"}, "history": history}
+        if live is not None:
+            live.next_step()
+    if best["state"] is None:   # validation never had both classes: keep the last weights, say so
+        log.warning("%s: validation score undefined; keeping the last epoch", desc)
+        logits = series_logits(model, data.fine[va], data.modality_id[va]) if len(va) else None
+        best.update(score=float("nan"), epoch=epochs - 1, state=copy.deepcopy(model.state_dict()), logits=logits,
+                    auc={name: float("nan") for name in LABELS})
+    model.load_state_dict(best["state"])
+    return model, {k: v for k, v in best.items() if k != "state"}, history
+
+
+def _finite_or_none(v):
+    return float(v) if v is not None and np.isfinite(v) else None
+
+
+def train_fine_family(p: TrainParams, *, family: str, store_path: str | Path, index_dir: str | Path,
+                      model_dir: str | Path, report_dir: str | Path, seed: int, smoke: bool,
+                      data: FamilyData | None = None) -> dict:
+    """``train_family`` for ``fine_cnn``: the same arguments, outputs and summary."""
+    from dvclive import Live  # imported here: dvclive pulls in DVC, slow to import for predict()
+
+    t0 = time.perf_counter()
+    seed = seed if p.seed is None else p.seed
+    torch.set_num_threads(p.threads)
+    device = resolve_device(p.device)
+    if data is None:
+        data = load_family_data(family, store_path, index_dir, smoke=smoke, ram_limit_gb=p.ram_limit_gb, fine=True)
+    if data.fine is None:
+        raise ValueError(f"{family}: fine_cnn needs the store's fine slabs (load_family_data(fine=True))")
+    tr, va = data.index("train"), data.index("val")
+    if len(tr) < 2 or len(va) < 1:
+        raise ValueError(f"{family}: {len(tr)} training and {len(va)} validation series usable "
+                         f"(skipped: {len(data.skipped)}); need >= 2 and >= 1")
+    epochs = p.smoke_epochs if smoke else p.epochs
+    log.info("%s: fine_cnn on %s, %d train / %d val series (%d with a sac in the fine box), %d epochs, %d skipped",
+             family, device, len(tr), len(va), int((data.fine_known & (data.y[:, PRESENT_INDEX] > 0)).sum()), epochs,
+             len(data.skipped))
+    Path(report_dir).mkdir(parents=True, exist_ok=True)
+    with Live(dir=str(report_dir), dvcyaml=False, save_dvc_exp=False) as live:
+        model, best, history = fit(data, p, epochs, seed, device, live, desc=f"train {family}")
+        live.summary["best_epoch"] = best["epoch"] + 1
+        live.summary["best_val_score"] = best["score"]
+    _, _, k, c, size, _ = data.fine.shape
+    prior = {name: float(v) for name, v in zip(LABELS, data.y[tr].mean(axis=0))}
+    meta = {
+        "family": family, "arch": arch_from_params(p, c, len(data.vocab), (k, size)), "labels": list(LABELS),
+        "modalities": data.vocab, "inputs": ["fine"],
+        "channels": data.fine_channels, "size": int(size), "instances": int(k),
+        "project": data.store_params, "params": dataclasses.asdict(p), "seed": seed, "smoke": smoke,
+        "data_hash": data.data_hash, "prior": prior, "best_epoch": best["epoch"] + 1,
+        "val_score": _finite_or_none(best["score"]),
+        "val_auc": {name: _finite_or_none(v) for name, v in best["auc"].items()},
+        "report": {"n_train": int(len(tr)), "n_val": int(len(va)), "epochs_run": len(history), "world_size": 1,
+                   "skipped": data.skipped, "series_with_localizer_target": int((data.fine_known & (data.y[:, PRESENT_INDEX] > 0)).sum()),
+                   "localizers_without_target": data.points_skipped},
+    }
+    save_model(model_dir, model, meta)
+    write_logits(logits_frame([data.uids[i] for i in va], [data.modality[i] for i in va], best["logits"], data.y[va]),
+                 Path(model_dir) / "val_logits.parquet")
+    summary = {"family": family, "model": p.model, "best_epoch": best["epoch"] + 1, "val_score": best["score"],
+               "epochs_run": len(history), "seconds": time.perf_counter() - t0, "history": history, "rank": 0,
+               "world_size": 1}
+    log.info("%s: val score %.4f (epoch %d), %.1f s", family, best["score"], best["epoch"] + 1, summary["seconds"])
+    return summary

@@ -152,6 +152,10 @@ def train_family(p: TrainParams, *, family: str, store_path: str | Path, index_d
     ``data`` may be passed preloaded (benchmarks, the on/off comparison) to skip re-reading the
     store. Under ``torchrun`` it trains data-parallel (``willis.train.distributed``) and only rank 0 writes.
     """
+    if p.model == "fine_cnn":  # crops of the fine slabs: its own loop, the same outputs
+        from willis.train.fine_fit import train_fine_family
+        return train_fine_family(p, family=family, store_path=store_path, index_dir=index_dir, model_dir=model_dir,
+                                 report_dir=report_dir, seed=seed, smoke=smoke, data=data)
     from dvclive import Live  # imported here: dvclive pulls in DVC, slow to import for predict()
 
     t0 = time.perf_counter()

@@ -196,9 +196,14 @@ def augment(win: torch.Tensor, coords: torch.Tensor, wpts: torch.Tensor, axis: t
     if train:
         flipped = torch.rand(b, generator=gen, device=dev) < p.flip_p
         mirror_cols = flipped & (axis != 2)              # axial/coronal columns run along x
-        image = torch.where(mirror_cols.view(-1, 1, 1, 1), image.flip(-1), image)
-        xyz = torch.where(mirror_cols.view(-1, 1, 1, 1), xyz.flip(-1), xyz)
-        xyz = torch.cat([torch.where(flipped.view(-1, 1, 1, 1), -xyz[:, :1], xyz[:, :1]), xyz[:, 1:]], 1)
+        image, xyz = image.clone(), xyz.clone()
+        m = torch.nonzero(mirror_cols).flatten()
+        if m.numel():                                    # only the mirrored samples are touched
+            image[m] = image[m].flip(-1)
+            xyz[m] = xyz[m].flip(-1)
+        f = torch.nonzero(flipped).flatten()
+        if f.numel():
+            xyz[f, 0] = -xyz[f, 0]                       # the mirror of x is -x (box centred)
         cols = torch.where(mirror_cols.view(-1, 1), p.size - 1 - cols, cols)
         perm = torch.tensor(flip_permutation(), device=dev)
         swapped = perm[label.long().clamp(min=0)].to(label.dtype)
@@ -209,12 +214,14 @@ def augment(win: torch.Tensor, coords: torch.Tensor, wpts: torch.Tensor, axis: t
         gain = 1 + u(b, c, 1, 1) * p.gain
         offset = u(b, c, 1, 1) * p.gain / 4
         gamma = torch.exp(u(b, 1, 1, 1) * p.gamma)
-        image = (image.clamp(0, 1) ** gamma * gain + offset)
-        sig = torch.where(torch.rand(b, generator=gen, device=dev) < p.blur_p,
-                          0.5 + 0.7 * torch.rand(b, generator=gen, device=dev), torch.zeros(b, device=dev))
-        image = _blur(image, sig)
+        image = image.clamp_(0, 1).pow_(gamma).mul_(gain).add_(offset)
+        blurred = torch.rand(b, generator=gen, device=dev) < p.blur_p
+        sig = 0.5 + 0.7 * torch.rand(b, generator=gen, device=dev)
+        k = torch.nonzero(blurred).flatten()
+        if k.numel():
+            image[k] = _blur(image[k], sig[k])
         noise = torch.rand(b, 1, 1, 1, generator=gen, device=dev) * p.noise
-        image = (image + noise * torch.randn(image.shape, generator=gen, device=dev)).clamp(0, 1)
+        image = image.add_(noise * torch.randn(image.shape, generator=gen, device=dev)).clamp_(0, 1)
     return image, xyz, torch.stack([label, rows, cols], dim=-1), flipped
 
 

@@ -95,16 +95,16 @@ def heat_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
               alpha: float = 2.0, beta: float = 4.0) -> tuple[torch.Tensor, torch.Tensor]:
     """CenterNet focal loss summed over maps (B, N, L, h, w) of series ``mask`` (B,) bool.
 
-    Returns (sum of the loss, number of peaks): callers add up several image kinds, then divide."""
-    x = logits.float()[mask]
-    t = target[mask]
-    pos = t >= 1.0
-    log_p = torch.nn.functional.logsigmoid(x)
-    log_1p = torch.nn.functional.logsigmoid(-x)
+    Returns (sum of the loss, number of peaks): callers add up several image kinds, then divide.
+    Dense (no boolean indexing: its backward scatters, ~2x slower on the CPU for the same sums)."""
+    x = logits.float()
+    m = mask.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)        # (B, 1, ...) series weights 0/1
+    pos = (target >= 1.0).to(x.dtype)
     p = torch.sigmoid(x)
-    pos_loss = ((1 - p) ** alpha * log_p)[pos].sum()
-    neg_loss = ((1 - t) ** beta * p ** alpha * log_1p)[~pos].sum()
-    return -(pos_loss + neg_loss), pos.sum()
+    log_p = torch.nn.functional.logsigmoid(x)
+    log_1p = log_p - x                                             # log(1 - sigmoid(x)), stable
+    per = pos * (1 - p) ** alpha * log_p + (1 - pos) * (1 - target) ** beta * p ** alpha * log_1p
+    return -(per * m).sum(), (pos * m).sum()
 
 
 def localizer_heat_loss(out: dict, points: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -25,7 +25,7 @@ import numpy as np
 
 from willis.projections.bone import OPEN_MM, suppress_bone
 from willis.projections.geometry import X, Y, Z, SeriesGeometry, shift2d
-from willis.projections.windows import LogHistogram
+from willis.projections.windows import PercentileSample
 
 HIST_STRIDE = 2  # MR histogram from every 2nd pixel per axis: a quarter of the log2 cost, same percentiles
 
@@ -52,7 +52,7 @@ class Accumulated:
     raw: Views
     suppressed: Views | None
     bin_starts: np.ndarray               # (B,) first z-cell of each slab bin
-    hist: LogHistogram | None
+    pct: PercentileSample | None
     n_frames: int = 0
     skipped: list[str] = field(default_factory=list)
 
@@ -79,7 +79,7 @@ class Accumulator:
         self.raw = Views.empty(gz, gy, gx, b)
         self.ct = family == "ct"
         self.suppressed = Views.empty(gz, gy, gx, b) if self.ct else None
-        self.hist = None if self.ct else LogHistogram()
+        self.pct = None if self.ct else PercentileSample(HIST_STRIDE)
         u, v = geom.in_plane
         # rim dilation radius in pooled pixels per in-plane axis (at least one pixel)
         cells = [geom.axes[a].step * geom.axes[a].f for a in (u, v)]  # mm per pooled pixel
@@ -100,8 +100,8 @@ class Accumulator:
         if self.suppressed is not None:
             sup = suppress_bone(p, self.bone_hu, self.dilate_px, self.open_px)  # type: ignore[arg-type]
             self._update(self.suppressed, shift2d(sup, du, dv), t)
-        if self.hist is not None:
-            self.hist.add(frame[::HIST_STRIDE, ::HIST_STRIDE])
+        if self.pct is not None:
+            self.pct.add(frame)
         self.n += 1
 
     def _update(self, acc: Views, p: np.ndarray, t: int) -> None:
@@ -122,7 +122,7 @@ class Accumulator:
             np.maximum(acc.slabs[:, :, t], np.maximum.reduceat(p, self.bin_starts, axis=0), out=acc.slabs[:, :, t])
 
     def result(self) -> Accumulated:
-        return Accumulated(self.geom, self.raw, self.suppressed, self.bin_starts, self.hist, self.n)
+        return Accumulated(self.geom, self.raw, self.suppressed, self.bin_starts, self.pct, self.n)
 
 
 def accumulator_bytes(grid: int, bins: int, family: str) -> int:

@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from willis.dicom.frames import iter_frames
@@ -61,7 +62,7 @@ def project_series(series_row: Any, files: pd.DataFrame, root: str | Path, param
     try:
         acc = accumulate_series(files, root, params, family, uid)
         roi = find_roi(acc, family, params.size, params.roi_z_mm, params.roi_xy_mm, params.roi_margin_mm)
-        windows = series_windows(family, acc.hist)
+        windows = series_windows(family, acc.pct)
         mip, inst, inst_z, ranges = render(acc, roi, windows, params.size, params.instances, params.instance_mode,
                                            params.vesselness, family)
     except ProjectionError:
@@ -89,6 +90,14 @@ def project_series(series_row: Any, files: pd.DataFrame, root: str | Path, param
         "channels": channel_names(family, params.vesselness),
         "windows": [{"name": w.name, "lo": w.lo, "hi": w.hi, "gamma": w.gamma, "source": w.source} for w in windows],
     }
+    # contract placeholder (the fine pass lands in the next commits): an empty fine box at the ROI centre
+    from willis.projections.finebox import FineBox, fine_dims
+    from willis.projections.windows import fine_channel_names
+
+    f, k = fine_dims(params.fine_mm_per_px, params.fine_box_mm, params.fine_slab_mm)
+    box = FineBox(tuple(roi.centre), params.fine_mm_per_px, f, k)
+    attrs["fine"] = {**box.attrs(), "flag": "fov", "locate": {}, "windows": [], "frames": 0}
+    fine = np.zeros((3, k, len(fine_channel_names(family)), f, f), np.uint8)
     if acc.skipped:
         log.warning("series %s: %d frame(s) skipped: %s", uid, len(acc.skipped), acc.skipped[0])
-    return Projection(uid=uid, mip=mip, instances=inst, instance_z=inst_z, attrs=attrs)
+    return Projection(uid=uid, mip=mip, instances=inst, instance_z=inst_z, attrs=attrs, fine=fine)

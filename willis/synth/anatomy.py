@@ -1,22 +1,29 @@
-"""A circle-of-Willis-like arterial tree in LPS patient mm, with per-case variation and aneurysms.
+"""A circle-of-Willis-like arterial tree in LPS patient mm, with per-case variation, variants and loops.
 
 The canonical tree is a set of named nodes (mm, origin at the centre of the circle of Willis, x to the
-patient's left, y posterior, z superior) joined by polylines (``SEGMENTS``). Each segment carries the
-``train.csv`` location column it belongs to (``willis.labels.LOCATIONS``) or ``None`` (cervical ICA:
-no label). A case jitters every node, scales, rotates and shifts the whole tree and scales vessel
-radii; because segments share node names, the jittered tree stays connected.
+patient's left, y posterior, z superior) joined by polylines (``segment_specs``). Each segment carries
+the ``train.csv`` location column it belongs to (``willis.labels.LOCATIONS``) or ``None`` (cervical
+ICA: no label). A case (``sample_anatomy``, all from the label-blind anatomy stream):
 
-An aneurysm is a saccular bulge: a sphere of diameter 4-12 mm whose centre sits just outside the
-wall of a labelled segment, joined to it by a short neck; its label is that segment's column.
+* jitters every node, scales the head anisotropically (size and shape), rotates and shifts it;
+* scales the calibre of the whole tree and of each vessel;
+* wiggles every centre line (tortuosity: jittered intermediate points every ``STEP_MM``; nodes stay
+  put, so the tree stays connected), and sometimes coils one vessel into a tight loop;
+* applies the common circle-of-Willis variants at their rates (``Profile``): fetal PComm (large
+  PComm, small P1), hypoplastic A1, absent AComm (kept as an unpainted centre line, so that an
+  AComm-complex aneurysm still has a site).
+
+Aneurysms are placed on this tree by ``willis.synth.lesion``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from willis.labels import LOCATIONS
+from willis.synth.profiles import DEFAULT, Profile
 
 (L_INFRA, R_INFRA, L_SUPRA, R_SUPRA, L_MCA, R_MCA, ACOM, L_ACA, R_ACA, L_PCOM, R_PCOM,
  BASILAR_TIP, OTHER_POST) = LOCATIONS
@@ -46,7 +53,8 @@ _SIDED_SEGMENTS = [
     ("{s} MCA M1", ["ica_term", "m1a", "m1b", "mca_bif"], 1.5, "MCA"),
     ("{s} MCA M2 superior", ["mca_bif", "m2s1", "m2s2"], 1.1, "MCA"),
     ("{s} MCA M2 inferior", ["mca_bif", "m2i1", "m2i2"], 1.1, "MCA"),
-    ("{s} ACA", ["ica_term", "a1", "acom", "a2a", "a2b", "a2c"], 1.2, "ACA"),
+    ("{s} ACA A1", ["ica_term", "a1", "acom"], 1.2, "ACA"),
+    ("{s} ACA A2", ["acom", "a2a", "a2b", "a2c"], 1.2, "ACA"),
     ("{s} PComm", ["ica_sup", "pcom", "p1p2"], 0.8, "PComm"),
     ("{s} PCA", ["p1p2", "p2a", "p2b", "p2c"], 1.2, "Post"),
     ("{s} PCA P1", ["basilar_tip", "p1", "p1p2"], 1.3, "Post"),
@@ -70,15 +78,15 @@ LOCATION_WEIGHTS: dict[str, float] = {
     L_INFRA: 78, R_INFRA: 98, L_SUPRA: 331, R_SUPRA: 281, L_MCA: 257, R_MCA: 321, ACOM: 363,
     L_ACA: 46, R_ACA: 57, L_PCOM: 56, R_PCOM: 72, BASILAR_TIP: 112, OTHER_POST: 113,
 }
-# The synthetic default skews larger than the real data (mostly 3-7 mm): at the projections' ~1.6 mm
-# pixels a 3 mm sac is 2 px (docs/synthetic.md, "Why the lesion is this visible").
-ANEURYSM_DIAMETER_MM = (4.0, 12.0)   # clip range
-ANEURYSM_MEDIAN_MM = 7.0             # log-normal median
-ANEURYSM_LOG_SD = 0.3                # log-normal s.d.: ~90% of sacs 4.3-11.4 mm
-NODE_JITTER_MM = 1.5      # per-node anatomical variation (s.d.)
-MAX_ROTATION_DEG = 8.0    # per-case head rotation about each axis
-SCALE_RANGE = (0.9, 1.1)  # per-case head size
-RADIUS_RANGE = (0.8, 1.2)  # per-case vessel calibre
+STEP_MM = 5.0             # centre lines get an intermediate point at least every STEP_MM (tortuosity, short capsules)
+FETAL_PCOMM_RADIUS = (1.1, 1.5)   # mm: a fetal PComm is as wide as a P1 normally is ...
+FETAL_P1_RADIUS = (0.4, 0.7)      # ... and its P1 is small
+HYPOPLASTIC_A1_RADIUS = (0.35, 0.65)
+LOOP_RADIUS_MM = (1.5, 3.0)
+# vessels that may coil into a loop (tortuous M2, P2, A2, cervical ICA and vertebral, SCA)
+LOOP_VESSELS = ("MCA M2 superior", "MCA M2 inferior", "PCA", "ACA A2", "cervical ICA", "extracranial vertebral", "SCA")
+VARIANTS = ("fetal_pcomm_left", "fetal_pcomm_right", "hypoplastic_a1_left", "hypoplastic_a1_right", "absent_acomm",
+            "loop")
 
 
 def canonical_nodes() -> dict[str, np.ndarray]:
@@ -108,28 +116,34 @@ class Vessel:
     points: np.ndarray          # (m, 3) polyline, LPS mm
     radius: float               # mm
     location: str | None        # train.csv column, or None for unlabelled vessels
-
-
-@dataclass(frozen=True)
-class Aneurysm:
-    location: str               # train.csv column
-    vessel: str                 # the segment it sits on
-    center: np.ndarray          # (3,) sac centre, LPS mm
-    radius: float               # sac radius, mm (diameter within ANEURYSM_DIAMETER_MM)
-    neck: np.ndarray            # (3,) point on the vessel's centre line where the neck starts
-    neck_radius: float
+    absent: bool = False        # a variant without this vessel: kept as a site, never painted
 
 
 @dataclass(frozen=True)
 class Anatomy:
     vessels: tuple[Vessel, ...]
     rotation: np.ndarray        # (3, 3) canonical -> patient
-    scale: float
+    scale: np.ndarray           # (3,) per-axis head scale (canonical axes)
     center: np.ndarray          # (3,) patient position of the canonical origin (circle of Willis)
+    nodes: dict[str, np.ndarray] = field(default_factory=dict)   # node name -> (3,) patient mm
+    scalp_mm: float = 6.0       # fat + soft tissue over the calvarium
+    skull_mm: float = 6.0       # calvarium thickness
+    variants: dict[str, bool] = field(default_factory=dict)      # VARIANTS -> present
+    tortuosity_mm: float = 0.0
 
     def to_patient(self, canon) -> np.ndarray:
         """Canonical head coordinates (..., 3) -> patient LPS mm."""
         return (np.asarray(canon, float) * self.scale) @ self.rotation.T + self.center
+
+    def vessel(self, name: str) -> Vessel:
+        for v in self.vessels:
+            if v.name == name:
+                return v
+        raise KeyError(f"no vessel {name!r} in this anatomy")
+
+    @property
+    def painted(self) -> tuple[Vessel, ...]:
+        return tuple(v for v in self.vessels if not v.absent)
 
 
 def rotation_matrix(angles_deg) -> np.ndarray:
@@ -141,55 +155,85 @@ def rotation_matrix(angles_deg) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def sample_anatomy(rng: np.random.Generator, center) -> Anatomy:
-    """One case's arterial tree: jittered nodes, random scale/rotation/calibre, canonical origin at ``center``."""
-    nodes = {k: v + rng.normal(0, NODE_JITTER_MM, 3) for k, v in canonical_nodes().items()}
-    rotation = rotation_matrix(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG, 3))
-    scale = float(rng.uniform(*SCALE_RANGE))
-    calibre = float(rng.uniform(*RADIUS_RANGE))
+def perpendicular(rng: np.random.Generator, tangent: np.ndarray) -> np.ndarray:
+    """A random unit vector perpendicular to unit ``tangent`` (3,)."""
+    d = rng.normal(size=3)
+    d -= d.dot(tangent) * tangent
+    return d / max(np.linalg.norm(d), 1e-9)
+
+
+def wiggle(points: np.ndarray, amplitude: float, rng: np.random.Generator, step: float = STEP_MM) -> np.ndarray:
+    """Polyline (m, 3) with intermediate points every <= ``step`` mm on a smooth sideways bend.
+
+    Between two original points (the tree's nodes, which stay put) the centre line is displaced by a
+    two-term sine series along the arc, ``sum_q a_q sin(pi q s / L)`` with sideways vectors
+    ``a_q ~ N(0, (amplitude / q)^2)``: gentle curves, no kinks. Returns (m', 3), m' >= m.
+    """
+    out = [points[0]]
+    for p0, p1 in zip(points[:-1], points[1:]):
+        seg = p1 - p0
+        length = float(np.linalg.norm(seg))
+        n_mid = int(np.ceil(length / step)) - 1
+        coeffs = rng.normal(0.0, 1.0, (2, 3)) * (amplitude / np.array([1.0, 2.0]))[:, None]   # (2, 3)
+        if n_mid > 0:
+            tangent = seg / length
+            coeffs -= (coeffs @ tangent)[:, None] * tangent                  # sideways only
+            t = np.arange(1, n_mid + 1) / (n_mid + 1)                       # (n_mid,)
+            basis = np.sin(np.pi * t[:, None] * np.array([1.0, 2.0]))       # (n_mid, 2)
+            out.extend(p0 + t[:, None] * seg + basis @ coeffs)
+        out.append(p1)
+    return np.asarray(out)
+
+
+def coil(points: np.ndarray, radius: float, rng: np.random.Generator) -> np.ndarray:
+    """Insert one full loop of ``radius`` mm at a random interior point of polyline (m, 3), m >= 3."""
+    i = int(rng.integers(1, len(points) - 1))
+    tangent = points[i + 1] - points[i - 1]
+    tangent /= np.linalg.norm(tangent)
+    normal = perpendicular(rng, tangent)
+    theta = np.linspace(0, 2 * np.pi, 10)[1:-1]                             # 8 points round the loop
+    loop = points[i] + radius * (np.sin(theta)[:, None] * tangent + (1 - np.cos(theta))[:, None] * normal)
+    return np.concatenate([points[:i + 1], loop, points[i:]])
+
+
+def sample_anatomy(rng: np.random.Generator, center, profile: Profile = DEFAULT) -> Anatomy:
+    """One case's arterial tree (see the module docstring), canonical origin at patient ``center``."""
+    u = rng.uniform
+    canon = {k: v + rng.normal(0, profile.node_jitter_mm, 3) for k, v in canonical_nodes().items()}
+    rotation = rotation_matrix(u(-profile.rotation_deg, profile.rotation_deg, 3))
+    scale = u(*profile.head_scale) * u(*profile.head_aspect, 3)               # (3,) size x shape
+    scalp, skull = float(u(*profile.scalp_mm)), float(u(*profile.skull_mm))
+    calibre = float(u(*profile.calibre))
+    tortuosity = float(u(*profile.tortuosity_mm))
+    # variants: fixed number of draws, whatever the outcome
+    fetal = {s: bool(rng.random() < profile.fetal_pcomm_rate) for s in ("L", "R")}
+    hypo_side = "L" if rng.random() < 0.5 else "R"
+    hypo = {s: bool(s == hypo_side) for s in ("L", "R")} if rng.random() < profile.hypoplastic_a1_rate else \
+        {"L": False, "R": False}
+    absent_acomm = bool(rng.random() < profile.absent_acomm_rate)
+    looped = bool(rng.random() < profile.loop_rate)
+    loop_choice = int(rng.integers(2 * len(LOOP_VESSELS)))
+    loop_name = f"{'LR'[loop_choice % 2]} {LOOP_VESSELS[loop_choice // 2]}"
+
     anatomy = Anatomy((), rotation, scale, np.asarray(center, float))
     vessels = []
     for name, path, radius, loc in segment_specs():
-        pts = anatomy.to_patient(np.stack([nodes[n] for n in path]))
-        # each vessel also varies on its own (hypoplastic A1/PComm are common variants)
-        r = radius * calibre * float(rng.uniform(0.85, 1.15))
-        vessels.append(Vessel(name, pts, r, loc))
-    return Anatomy(tuple(vessels), rotation, scale, anatomy.center)
-
-
-def _point_on(points: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
-    """Point and unit tangent at arc-length fraction ``t`` of polyline ``points`` (m, 3)."""
-    seg = np.diff(points, axis=0)                                  # (m-1, 3)
-    lengths = np.linalg.norm(seg, axis=1)
-    s = t * lengths.sum()
-    i = int(np.searchsorted(np.cumsum(lengths), s).clip(0, len(seg) - 1))
-    s0 = lengths[:i].sum()
-    u = (s - s0) / lengths[i]
-    return points[i] + u * seg[i], seg[i] / lengths[i]
-
-
-def sample_diameter(rng: np.random.Generator) -> float:
-    """Aneurysm diameter (mm): log-normal around ``ANEURYSM_MEDIAN_MM``, clipped to ``ANEURYSM_DIAMETER_MM``."""
-    return float(np.clip(rng.lognormal(np.log(ANEURYSM_MEDIAN_MM), ANEURYSM_LOG_SD), *ANEURYSM_DIAMETER_MM))
-
-
-def place_aneurysm(anatomy: Anatomy, location: str, rng: np.random.Generator) -> Aneurysm:
-    """A saccular aneurysm on a random vessel of ``location``, bulging perpendicular to the vessel."""
-    candidates = [v for v in anatomy.vessels if v.location == location]
-    lengths = np.array([np.linalg.norm(np.diff(v.points, axis=0), axis=1).sum() for v in candidates])
-    vessel = candidates[int(rng.choice(len(candidates), p=lengths / lengths.sum()))]
-    # stay away from the very ends so that the sac sits on this segment, not its neighbour
-    t = float(rng.uniform(0.15, 0.85)) if len(vessel.points) > 2 or lengths.max() > 8 else 0.5
-    base, tangent = _point_on(vessel.points, t)
-    d = rng.normal(size=3)
-    d -= d.dot(tangent) * tangent                                  # perpendicular to the vessel
-    d /= np.linalg.norm(d)
-    if location == BASILAR_TIP:  # at the bifurcation, pointing up along the basilar axis
-        base, tangent = vessel.points[-1], vessel.points[-1] - vessel.points[-2]
-        d = tangent / np.linalg.norm(tangent) + 0.4 * d
-        d /= np.linalg.norm(d)
-    # "larger than the vessel it sits on": the sac is wider than the parent artery
-    diameter = max(sample_diameter(rng), 2.4 * vessel.radius)
-    radius = min(diameter, ANEURYSM_DIAMETER_MM[1]) / 2
-    center = base + d * (vessel.radius + 0.7 * radius)
-    return Aneurysm(location, vessel.name, center, radius, base, 0.6 * max(radius, vessel.radius))
+        r = radius * calibre * float(u(*profile.vessel_calibre))
+        side = name[0]
+        if name.endswith("PComm") and fetal[side]:
+            r = float(u(*FETAL_PCOMM_RADIUS))
+        elif name.endswith("PCA P1") and fetal[side]:
+            r = float(u(*FETAL_P1_RADIUS))
+        elif name.endswith("ACA A1") and hypo[side]:
+            r = float(u(*HYPOPLASTIC_A1_RADIUS))
+        elif name.endswith("ACA A1") and any(hypo.values()):
+            r *= 1.2                                # the other A1 feeds both A2s
+        pts = wiggle(np.stack([canon[n] for n in path]), tortuosity, rng)
+        if looped and name == loop_name:
+            pts = coil(pts, float(u(*LOOP_RADIUS_MM)), rng)
+        vessels.append(Vessel(name, anatomy.to_patient(pts), r, loc, absent=name == "AComm" and absent_acomm))
+    variants = {"fetal_pcomm_left": fetal["L"], "fetal_pcomm_right": fetal["R"],
+                "hypoplastic_a1_left": hypo["L"], "hypoplastic_a1_right": hypo["R"],
+                "absent_acomm": absent_acomm, "loop": looped}
+    nodes = {k: anatomy.to_patient(v) for k, v in canon.items()}
+    return Anatomy(tuple(vessels), rotation, scale, anatomy.center, nodes, scalp, skull, variants, tortuosity)

@@ -4,8 +4,9 @@
 
 writes ``train.csv`` (``willis.labels.CSV_COLUMNS``), ``train_localizers.csv``
 (``willis.labels.LOCALIZER_COLUMNS``), ``series/<SeriesInstanceUID>/<SOPInstanceUID>.dcm`` and
-``MANIFEST.json`` (seed, params, counts, the deliberately broken series and how they are broken,
-a content hash). When ``data_root`` is not ``out_dir`` (the pipeline points at real data), it
+``MANIFEST.json`` (seed, profile, lesion mode, params, counts, the deliberately broken series and
+how they are broken, the drawn and effective spacing per modality, a content hash, and per series
+its drawn and effective spacing, scanner draws, anatomical variants and aneurysms). When ``data_root`` is not ``out_dir`` (the pipeline points at real data), it
 writes only a MANIFEST.json that says synthesis was skipped.
 """
 
@@ -22,11 +23,13 @@ from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from willis.labels import CSV_COLUMNS, LOCALIZER_COLUMNS, LOCATIONS, PRESENT
 from willis.params.synthesize import SynthesizeParams
 from willis.synth.plan import SeriesPlan, plan_dataset
+from willis.synth.profiles import profile as get_profile
 from willis.synth.series import SeriesResult, make_series
 
 log = logging.getLogger(__name__)
@@ -67,6 +70,27 @@ def _same_place(a: str | Path, b: str | Path) -> bool:
     return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
+def _quantiles(values: list[float]) -> dict[str, float]:
+    q = np.quantile(np.asarray(values, float), [0.0, 0.1, 0.5, 0.9, 1.0])
+    return dict(zip(("min", "p10", "median", "p90", "max"), (round(float(v), 3) for v in q)))
+
+
+def spacing_summary(results: list[SeriesResult]) -> dict:
+    """Per modality: drawn and effective (after the caps) pixel and slice spacing, and voxels per series."""
+    out = {}
+    for modality in sorted({r.info["modality"] for r in results}):
+        infos = [r.info for r in results if r.info["modality"] == modality]
+        out[modality] = {
+            "series": len(infos),
+            "drawn_pixel_mm": _quantiles([i["drawn"]["pixel_mm"] for i in infos]),
+            "effective_pixel_mm": _quantiles([i["effective"]["pixel_mm"] for i in infos]),
+            "drawn_slice_mm": _quantiles([i["drawn"]["slice_mm"] for i in infos]),
+            "effective_slice_mm": _quantiles([i["effective"]["slice_mm"] for i in infos]),
+            "voxels": _quantiles([float(np.prod(i["effective"]["shape"])) for i in infos]),
+        }
+    return out
+
+
 def synthesize(params: SynthesizeParams, seed: int, out_dir: str | Path, data_root: str | Path) -> dict:
     """Write the synthetic dataset (or the 'skipped' manifest); return the manifest dict."""
     out = Path(out_dir)
@@ -78,9 +102,10 @@ def synthesize(params: SynthesizeParams, seed: int, out_dir: str | Path, data_ro
         log.info("synthesis skipped: %s", manifest["reason"])
         return manifest
     _prepare(out)
-    plans = plan_dataset(params.n_series, params.positive_rate, seed, params.broken_per_kind)
+    plans = plan_dataset(params.n_series, params.positive_rate, seed, params.broken_per_kind,
+                         get_profile(params.profile))
     work = partial(make_series, seed=seed, series_root=out / "series", max_slices=params.max_slices,
-                   max_matrix=params.max_matrix or None)
+                   max_matrix=params.max_matrix or None, lesion_mode=params.lesion)
     results: list[SeriesResult] = []
     bar = tqdm(total=len(plans), desc="synthesize", unit="series")
     if params.workers > 1:
@@ -111,6 +136,8 @@ def synthesize(params: SynthesizeParams, seed: int, out_dir: str | Path, data_ro
         "generator": GENERATOR,
         "skipped": False,
         "seed": seed,
+        "profile": params.profile,
+        "lesion": params.lesion,
         # not ``workers``: the bytes do not depend on it, so neither does the manifest
         "params": {k: v for k, v in dataclasses.asdict(params).items() if k != "workers"},
         "counts": {
@@ -129,7 +156,9 @@ def synthesize(params: SynthesizeParams, seed: int, out_dir: str | Path, data_ro
         },
         "broken": [{"series_uid": r.series_uid, **r.broken} for r in results if r.broken],
         "problems": {r.series_uid: r.problems for r in results if r.problems},
+        "spacing": spacing_summary(results),
         "content_sha256": h.hexdigest(),
+        "series": {r.series_uid: r.info for r in results},
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     log.info("synthesized %d series (%d files) in %s", len(plans), manifest["counts"]["files"], out)

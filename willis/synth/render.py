@@ -60,17 +60,25 @@ class Ellipsoid:
 
 @dataclass(frozen=True)
 class Capsule:
+    """A segment swept by a sphere; with ``radius_b`` a round cone (radius ``radius`` at a, ``radius_b`` at b).
+
+    The cone's distance is the capsule's with the radius interpolated along the segment: exact for a
+    capsule, close for the gentle tapers used here (infundibula).
+    """
+
     a: np.ndarray               # (3,) start, LPS mm
     b: np.ndarray               # (3,) end
     radius: float
     tissue: str
+    radius_b: float | None = None
 
     @property
     def layers(self) -> tuple[tuple[float, str], ...]:
         return ((0.0, self.tissue),)
 
     def bbox(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.minimum(self.a, self.b) - self.radius, np.maximum(self.a, self.b) + self.radius
+        r = max(self.radius, self.radius_b or 0.0)
+        return np.minimum(self.a, self.b) - r, np.maximum(self.a, self.b) + r
 
     def signed_distance(self, index_to_patient: np.ndarray, kk, ii, jj) -> np.ndarray:
         ab = (self.b - self.a).astype(np.float32)
@@ -78,7 +86,10 @@ class Capsule:
         px, py, pz = _affine_of_index(m, kk, ii, jj)                 # p - a
         t = np.clip((px * ab[0] + py * ab[1] + pz * ab[2]) / max(float(ab @ ab), 1e-9), 0, 1)
         dx, dy, dz = px - t * ab[0], py - t * ab[1], pz - t * ab[2]
-        return np.sqrt(dx * dx + dy * dy + dz * dz) - np.float32(self.radius)
+        d = np.sqrt(dx * dx + dy * dy + dz * dz)
+        if self.radius_b is None:
+            return d - np.float32(self.radius)
+        return d - (np.float32(self.radius) + t * np.float32(self.radius_b - self.radius))
 
 
 def tube(points: np.ndarray, radius: float, tissue: str) -> list[Capsule]:
@@ -90,15 +101,18 @@ def sphere(center, radius: float, tissue: str) -> Ellipsoid:
     return Ellipsoid(np.asarray(center, float), np.full(3, float(radius)), tissue)
 
 
-def _voxel_box(geom: Geometry, lo: np.ndarray, hi: np.ndarray, margin: float):
-    """Index ranges (k0, k1, i0, i1, j0, j1) covering the world box [lo, hi] grown by ``margin`` mm."""
+def _voxel_box(inverse: np.ndarray, shape, lo: np.ndarray, hi: np.ndarray, margin: float):
+    """Index ranges (k0, i0, j0), (k1, i1, j1) covering the world box [lo, hi] grown by ``margin`` mm.
+
+    ``inverse`` is the geometry's inverse affine (4, 4); None when the box misses the volume.
+    """
     lo, hi = lo - margin, hi + margin
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-    kij = geom.patient_to_voxel(corners)                           # (8, 3)
+    kij = corners @ inverse[:3, :3].T + inverse[:3, 3]            # (8, 3)
     start = np.floor(kij.min(0)).astype(int)
     stop = np.ceil(kij.max(0)).astype(int) + 1
     start = np.maximum(start, 0)
-    stop = np.minimum(stop, geom.shape)
+    stop = np.minimum(stop, shape)
     if np.any(stop <= start):
         return None
     return start, stop
@@ -107,10 +121,11 @@ def _voxel_box(geom: Geometry, lo: np.ndarray, hi: np.ndarray, margin: float):
 def paint(vol: np.ndarray, geom: Geometry, primitives, values: dict[str, float]) -> None:
     """Paint ``primitives`` in order into ``vol`` (n_slices, rows, cols), in place."""
     affine = geom.affine()
+    inverse = np.linalg.inv(affine)
     voxel_mm = float(np.mean([geom.slice_spacing, *geom.pixel_spacing]))
     inv_w = np.float32(1 / voxel_mm)
     for prim in primitives:
-        box = _voxel_box(geom, *prim.bbox(), margin=voxel_mm)
+        box = _voxel_box(inverse, geom.shape, *prim.bbox(), margin=voxel_mm)
         if box is None:
             continue
         (k0, i0, j0), (k1, i1, j1) = box

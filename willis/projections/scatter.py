@@ -100,9 +100,10 @@ def fill_gaps(a: np.ndarray, axis: int) -> np.ndarray:
     inner = ~finite & (prev >= 0) & (nxt < length)
     if not inner.any():
         return a
-    p, q = np.clip(prev, 0, length - 1), np.clip(nxt, 0, length - 1)
-    vp = np.take_along_axis(moved, p, axis=-1)
-    vq = np.take_along_axis(moved, q, axis=-1)
-    w = (idx - p) / np.maximum(q - p, 1)
-    moved[inner] = (vp * (1 - w) + vq * w)[inner]
+    p, q = np.clip(prev, 0, length - 1)[inner], np.clip(nxt, 0, length - 1)[inner]   # (m,) each
+    lead = np.nonzero(inner)                                         # index tuple of the inner cells
+    line = lead[:-1]
+    vp, vq = moved[line + (p,)], moved[line + (q,)]
+    w = (lead[-1] - p) / (q - p)
+    moved[inner] = vp * (1 - w) + vq * w
     return a

@@ -32,7 +32,6 @@ from scipy import ndimage
 from willis.projections.bone import OPEN_MM, suppress_bone
 from willis.projections.finebox import SLAB_AXIS, FineBox
 from willis.projections.geometry import X, Y, Z, AxisGrid, SeriesGeometry, pool_max
-from willis.projections.render import resample
 from willis.projections.scatter import BinnedView, Buffers, Placer, fill_gaps, flat_index
 from willis.projections.views import FINE_AXES, VIEWS
 from willis.projections.windows import HU_AIR, Window, apply_window, to_uint8
@@ -116,6 +115,8 @@ class FineAccumulator:
         corners = np.array(np.meshgrid(*[list(b) for b in bounds], indexing="ij")).reshape(3, -1).T   # (8, 3)
         self.corners = corners
         self.frames = 0
+        self._cells_key: tuple = ()
+        self._cells: np.ndarray | None = None
 
     def _bins(self, view: str, coords: np.ndarray) -> np.ndarray:
         """(g,) slab of each cell along the view's slab axis, by its centre (-1 outside the box)."""
@@ -155,25 +156,89 @@ class FineAccumulator:
             return
         ri, rj, pi, pj = self._crop(ipp)
         q = pool_max(pool_max(frame[ri, rj], self.f_ij[0], 0), self.f_ij[1], 1)   # (h, w) pooled crop
-        cells, _ = self.placer.cells(ipp, pi, pj)                          # (3, h, w)
-        if not self.geom.oblique:                                          # one cell per slice along the normal
-            cells[self.geom.a_n] = self.cell_of_order[int(order)]
-        valid = ((cells >= 0) & (cells < self.n[:, None, None])).all(axis=0)
+        if self.geom.oblique:
+            cells, _ = self.placer.cells(ipp, pi, pj)                      # (3, h, w)
+        else:   # axis-aligned: the crop's cells are the same for every frame with the same in-plane IPP
+            key = (pi.start, pi.stop, pj.start, pj.stop,
+                   *(round(float(c), 3) for a, c in enumerate(ipp) if a != self.geom.a_n))
+            if key != self._cells_key:
+                self._cells = self.placer.cells(ipp, pi, pj)[0]             # the normal axis is overridden by _direct
+                self._cells_key = key
+            cells = self._cells
         if self.ct:
             sup = suppress_bone(q, self.bone_hu, self.dilate, self.opening)   # type: ignore[arg-type]
             images = (q, sup, apply_window(sup, self.windows["thickness"]))
         else:
             top = ndimage.grey_closing(q, size=self.tophat) - q
             images = (q, top, apply_window(q, self.windows["thickness"]))
+        if self.geom.oblique:
+            self._scatter(images, cells)
+        else:
+            self._direct(images, cells, self.cell_of_order[int(order)])
+        self.frames += 1
+
+    def _scatter(self, images, cells: np.ndarray) -> None:
+        """Every pooled pixel to its own cell (oblique series)."""
+        valid = ((cells >= 0) & (cells < self.n[:, None, None])).all(axis=0)
         flat = [v.ravel() for v in images]
-        ones = np.ones(q.size, np.float32)
+        ones = np.ones(flat[0].size, np.float32)
         for bv, buf in zip(self.views, self.buffers):
             idx = flat_index(bv, cells, valid, self.n)
             np.maximum.at(buf.arrays["max_a"], idx, flat[0])
             np.maximum.at(buf.arrays["max_b"], idx, flat[1])
             np.add.at(buf.arrays[MEAN_SET], idx, flat[2])
             np.add.at(buf.arrays["count"], idx, ones)
-        self.frames += 1
+
+    def _direct(self, images, cells: np.ndarray, t: int) -> None:
+        """Axis-aligned series: the same update with slices and ``reduceat`` instead of a scatter.
+
+        The crop's rows and columns are whole, consecutive grid cells along the two in-plane axes
+        (``(u, v)``, the larger axis number first, as ``FINE_AXES`` rows / cols), so the frame's own
+        view gets a slice update at its slab, and each other view one row (column) per slab: the
+        max / sum over the crop's cells in that slab."""
+        g = self.geom
+        u, v = g.in_plane
+        ci, cj = cells[g.a_col][:, 0], cells[g.a_row][0, :]               # cells of the crop's rows / columns
+        ims = [im if g.a_col == u else im.T for im in images]             # rows along u
+        cu, cv = (ci, cj) if g.a_col == u else (cj, ci)
+        if cu[0] > cu[-1]:
+            ims, cu = [im[::-1] for im in ims], cu[::-1]
+        if cv[0] > cv[-1]:
+            ims, cv = [im[:, ::-1] for im in ims], cv[::-1]
+        ou = np.nonzero((cu >= 0) & (cu < self.n[u]))[0]
+        ov = np.nonzero((cv >= 0) & (cv < self.n[v]))[0]
+        if ou.size == 0 or ov.size == 0:
+            return
+        ims = [im[ou[0]: ou[-1] + 1, ov[0]: ov[-1] + 1] for im in ims]    # (n_u, n_v) cells in the box
+        u0, u1, v0, v1 = int(cu[ou[0]]), int(cu[ou[-1]]) + 1, int(cv[ov[0]]), int(cv[ov[-1]]) + 1
+        for bv, buf in zip(self.views, self.buffers):
+            a = {k: buf.view(k) for k in (*MAX_SETS, MEAN_SET, "count")}
+            if bv.proj == g.a_n:                                            # the frame's own view: rows u, cols v
+                k = int(bv.bins[t])
+                if k < 0:
+                    continue
+                for name, im in zip((*MAX_SETS, MEAN_SET), ims):
+                    dst = a[name][k, u0:u1, v0:v1]
+                    (np.maximum if name != MEAN_SET else np.add)(dst, im, out=dst)
+                a["count"][k, u0:u1, v0:v1] += 1.0
+                continue
+            along = 0 if bv.proj == u else 1                                # crop axis the slabs cut
+            lo, hi = (u0, u1) if along == 0 else (v0, v1)
+            bins = bv.bins[lo:hi]
+            keep = bins >= 0
+            if not keep.any():
+                continue
+            starts = np.nonzero(np.r_[True, np.diff(bins) != 0] & keep)[0]   # first cell of each slab in the crop
+            ends = np.r_[starts[1:], hi - lo]
+            ends = np.minimum(ends, np.nonzero(keep)[0][-1] + 1)
+            slabs = bins[starts]
+            o0, o1 = (v0, v1) if along == 0 else (u0, u1)                    # the other in-plane axis
+            at = (slabs, t, slice(o0, o1)) if bv.rows == g.a_n else (slabs, slice(o0, o1), t)
+            for name, im in zip((*MAX_SETS, MEAN_SET), ims):
+                red = (np.maximum if name != MEAN_SET else np.add).reduceat(im, starts, axis=along)
+                red = red if along == 0 else red.T                         # (n_slabs, n_other)
+                a[name][at] = np.maximum(a[name][at], red) if name != MEAN_SET else a[name][at] + red
+            a["count"][at] += (ends - starts)[:, None].astype(np.float32)
 
     def render(self) -> np.ndarray:
         """uint8 (3, K_f, C_f, F, F): views axial, coronal, sagittal; channels as ``windows``."""
@@ -195,8 +260,8 @@ class FineAccumulator:
                 for arr in sets:
                     fill_gaps(arr, axis)
             fills = (fill_a, fill_a if self.ct else 0.0, 0.0)
-            res = [np.stack([resample(arr[k], self.axes[a_r], self.axes[a_c], out_r, out_c, mm, fill)
-                             for k in range(box.slabs)]) for arr, fill in zip(sets, fills)]   # 3 x (K, F, F)
+            rows, cols = _lerp(self.axes[a_r], out_r), _lerp(self.axes[a_c], out_c)
+            res = [_resample(arr, rows, cols, fill) for arr, fill in zip(sets, fills)]   # 3 x (K, F, F)
             out.append(self._channels(*res))
         return np.stack(out)                                                     # (3, K, C, F, F)
 
@@ -208,6 +273,33 @@ class FineAccumulator:
         else:
             chans = [apply_window(raw, w["vessel"]), np.clip(mean, 0, 1), apply_window(second, w["dark"])]
         return to_uint8(np.stack(chans, axis=1))
+
+
+def _lerp(axis: AxisGrid, out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear interpolation from ``axis``'s cell centres to the coordinates ``out``: (i0, w, inside), each (len(out),).
+
+    As ``render.resample`` (np.interp, clamped at the ends); ``inside`` False beyond half a cell
+    past the first / last centre (those pixels get the fill value)."""
+    c = axis.coords
+    pos = np.interp(out, c, np.arange(len(c), dtype=np.float64))
+    i0 = np.clip(np.floor(pos).astype(np.int64), 0, max(len(c) - 2, 0))
+    w = np.clip(pos - i0, 0.0, 1.0) if len(c) > 1 else np.zeros_like(pos)
+    half = axis.step * axis.f / 2
+    inside = (out >= c[0] - half) & (out <= c[-1] + half)
+    return i0, w.astype(np.float32), inside
+
+
+def _resample(src: np.ndarray, rows, cols, fill: float) -> np.ndarray:
+    """(K, g_r, g_c) accumulator -> (K, F, F) float32: separable linear interpolation, ``fill`` outside / where empty."""
+    a = np.where(np.isfinite(src), src, np.float32(fill)).astype(np.float32)
+    (ri, rw, rin), (ci, cw, cin) = rows, cols
+    i1 = np.minimum(ri + 1, a.shape[1] - 1)
+    a = a[:, ri, :] * (1 - rw)[None, :, None] + a[:, i1, :] * rw[None, :, None]        # (K, F, g_c)
+    j1 = np.minimum(ci + 1, a.shape[2] - 1)
+    a = a[:, :, ci] * (1 - cw)[None, None, :] + a[:, :, j1] * cw[None, None, :]        # (K, F, F)
+    a[:, ~rin, :] = fill
+    a[:, :, ~cin] = fill
+    return a
 
 
 def fine_accumulator(geom: SeriesGeometry, files, box: FineBox, family: str, windows: list[Window], params) -> FineAccumulator:

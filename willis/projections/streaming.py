@@ -23,6 +23,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from willis.dicom.frames import iter_frames
@@ -32,7 +33,7 @@ from willis.projections.cow import locate_cow
 from willis.projections.fine import FineAccumulator, fine_accumulator
 from willis.projections.finebox import FineBox, fine_dims
 from willis.projections.geometry import SeriesGeometry, series_geometry
-from willis.projections.locate import LocateGrid, locate_pass
+from willis.projections.locate import LocateGrid, locate_pass, scanned_box
 from willis.projections.render import render
 from willis.projections.roi import find_roi
 from willis.projections.store import Projection
@@ -79,8 +80,18 @@ def locate(files: pd.DataFrame, root: str | Path, params: ProjectParams, family:
         raise ProjectionError(f"series {uid}: no frame decoded ({'; '.join(str(e) for e in errors[:3]) or 'no kept frames'})")
     found = locate_cow(grid, family, modality, params.bone_hu)
     size, slabs = fine_dims(params.fine_mm_per_px, params.fine_box_mm, params.fine_slab_mm)
-    box = FineBox(found.centre, params.fine_mm_per_px, size, slabs)
-    return grid, box, {"flag": found.flag, "locate": found.info}
+    centre = place_box(np.asarray(found.centre), size * params.fine_mm_per_px, *scanned_box(geom, files))
+    box = FineBox(tuple(float(c) for c in centre), params.fine_mm_per_px, size, slabs)
+    info = {**found.info, "found_mm": list(found.centre), "moved_into_scan_mm": (centre - np.asarray(found.centre)).tolist()}
+    return grid, box, {"flag": found.flag, "locate": info}
+
+
+def place_box(centre: np.ndarray, side: float, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The box centre moved (per axis, as little as possible) so the box spends no length outside
+    the scanned range ``[lo, hi]`` that it could spend inside: a scan shorter than the box lies
+    wholly inside it, a longer one holds the whole box."""
+    a, b = lo + side / 2, hi - side / 2
+    return np.clip(centre, np.minimum(a, b), np.maximum(a, b))
 
 
 def project_series(series_row: Any, files: pd.DataFrame, root: str | Path, params: ProjectParams, family: str) -> Projection:

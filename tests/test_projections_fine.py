@@ -161,3 +161,58 @@ def test_fill_gaps_interpolates_only_between_finite_cells():
     b = np.array([[ninf, 2.0], [1.0, ninf], [ninf, ninf], [3.0, 8.0]], np.float32)
     fill_gaps(b, 0)
     np.testing.assert_array_equal(b, [[ninf, 2], [1, 4], [2, 6], [3, 8]])
+
+
+@pytest.mark.parametrize("plane", ["axial", "coronal", "sagittal"])
+def test_axis_aligned_fast_path_equals_the_exact_scatter(tmp_path, plane):
+    """The slice / reduceat update of axis-aligned series gives the accumulators the pixel scatter gives."""
+    from willis.dicom.frames import iter_frames
+    from willis.projections.fine import fine_accumulator
+    from willis.projections.geometry import series_geometry
+    from willis.projections.streaming import locate
+    from willis.projections.windows import fine_windows
+
+    g = geometry_for(plane, (0.0, 0.0, 0.0), fov_mm=80.0, n_slices=50, matrix=64, slice_spacing=1.6)
+    files = _series(tmp_path, plane, g, "CT")
+    params = small_params(**FINE)
+    geom = series_geometry(files, params.grid)
+    _, box, _ = locate(files, tmp_path, params, "ct", "CTA", geom)
+    fast, exact = (fine_accumulator(geom, files, box, "ct", fine_windows("ct", None), params) for _ in range(2))
+
+    def scatter_instead(images, cells, t):
+        cells = cells.copy()
+        cells[geom.a_n] = t
+        exact._scatter(images, cells)
+
+    exact._direct = scatter_instead
+    for row, frame in iter_frames(files, tmp_path):
+        fast.add(int(row.order), frame, row.ipp)
+        exact.add(int(row.order), frame, row.ipp)
+    assert fast.frames == exact.frames > 0
+    for view, a, b in zip(VIEWS, fast.buffers, exact.buffers):
+        for name in ("max_a", "max_b", "sum", "count"):
+            np.testing.assert_allclose(a.view(name), b.view(name), rtol=1e-6, err_msg=f"{plane}: {view} {name}")
+    np.testing.assert_array_equal(fast.render(), exact.render())
+
+
+def test_fine_containment_reports_inside_and_margins(tmp_path):
+    import pandas as pd
+
+    from willis.projections.coverage import fine_containment
+    from willis.projections.finebox import FineBox
+    from willis.projections.store import FineLayout, Projection, create_store, finalize_store, write_projection
+
+    lay = FineLayout(("vessel", "highlight", "thickness"), {}, 8, 2)
+    box = FineBox((10.0, 0.0, -5.0), 0.5, 8, 2)                        # a 4 mm cube: x 8..12, y -2..2, z -7..-3
+    attrs = {"modality": "CTA", "plane": "axial", "fine": {**box.attrs(), "flag": "vessels", "locate": {}, "windows": [], "frames": 1}}
+    path = tmp_path / "ct.zarr"
+    g = create_store(path, "ct", ["a"], ["vessel"], 4, 1, {}, fine=lay)
+    write_projection(g, 0, Projection("a", np.zeros((3, 1, 4, 4), np.uint8), np.zeros((1, 1, 4, 4), np.uint8),
+                                      np.zeros(1, np.float32), attrs, np.zeros((3, 2, 3, 8, 8), np.uint8)))
+    finalize_store(path, {"a": (np.zeros(1), attrs)}, {})
+    loc = pd.DataFrame({"SeriesInstanceUID": ["a", "a", "a"], "location": ["x", "y", "z"], "found": [True, True, False],
+                        "patient": [[11.0, 0.5, -5.0], [13.0, 0.0, -5.0], [10.0, 0.0, -5.0]]})
+    rows = fine_containment(path, loc)
+    assert rows["inside"].tolist() == [True, False]                    # the unfound point is not counted
+    assert rows["margin_mm"].tolist() == pytest.approx([1.0, -1.0])    # to the nearest face: x 12 inside by 1, x 13 out by 1
+    assert rows["dx_mm"].tolist() == pytest.approx([1.0, 3.0]) and rows["flag"].tolist() == ["vessels", "vessels"]

@@ -113,6 +113,11 @@ def test_load_family_keeps_requested_order(store):
         np.testing.assert_array_equal(fa.instances[i], projs[u].instances)
         np.testing.assert_array_equal(fa.instance_z[i], projs[u].instance_z)
     assert fa.series[0]["modality"] == "CTA" and fa.channels == ["vessel", "highlight"]
+    two = load_family(path, [uids[2]], fine=True, fine_channels=["thickness", "vessel"])
+    assert two.fine_channels == ["thickness", "vessel"] and two.fine.shape[3] == 2
+    np.testing.assert_array_equal(two.fine[0], projs[uids[2]].fine[:, :, [2, 0]])
+    with pytest.raises(StoreError, match="fine channels \\['dark'\\] not in"):
+        load_family(path, [uids[2]], fine=True, fine_channels=["dark"])
     everything = load_family(path)
     assert everything.uids == [uids[i] for i in (0, 2, 3, 5)] and everything.fine is None  # fine only on request
     with pytest.raises(StoreError, match="missing or incomplete"):

@@ -1,4 +1,4 @@
-"""Streaming tri-planar MIPs and thin-slab instances per series, stored in one Zarr v3 store per family.
+"""Streaming tri-planar MIPs, thin-slab instances and fine three-axis slabs per series, in one Zarr v3 store per family.
 
 Read side (training, evaluation, montage)::
 

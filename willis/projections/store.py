@@ -275,12 +275,14 @@ def read(store_path: str | Path, uid: str) -> dict[str, np.ndarray]:
 
 
 def load_family(store_path: str | Path, uids: Sequence[str] | None = None, threads: int = 4,
-                fine: bool = False) -> FamilyArrays:
+                fine: bool = False, fine_channels: Sequence[str] | None = None) -> FamilyArrays:
     """Bulk read for training: the uint8 arrays of ``uids`` (default: every complete series), in that order.
 
     ``fine=True`` also reads the fine slabs (``FamilyArrays.fine``, (n, 3, K_f, C_f, F, F): about
-    ``3 * K_f * C_f * F**2`` bytes per series in RAM, see ``attrs["fine_size"]``); off by default, so
-    readers of the coarse arrays do not pay for them.
+    ``3 * K_f * C_f * F**2`` bytes per series in RAM, ~11 MB at the defaults); off by default, so
+    readers of the coarse arrays do not pay for them. ``fine_channels`` keeps only those channels
+    (in that order; ``FamilyArrays.fine_channels`` says which), sliced run by run, so RAM holds
+    only what is kept.
 
     Reads the rows in sorted order in contiguous runs of up to ``RUN`` chunks, decoding runs in
     ``threads`` threads (zstd releases the GIL), then puts them back in the requested order.
@@ -298,9 +300,18 @@ def load_family(store_path: str | Path, uids: Sequence[str] | None = None, threa
     order = np.argsort(rows, kind="stable")
     mip_a, inst_a = g["mip"], g["instances"]
     fine_a = g["fine"] if fine else None
+    names = list(g.attrs["fine_channels"])
+    keep = list(fine_channels) if fine_channels is not None else names
+    unknown = [c for c in keep if c not in names]
+    if unknown:
+        raise StoreError(f"{store_path}: fine channels {unknown} not in the store's {names}")
+    sel = [names.index(c) for c in keep]
     mip = np.empty((len(rows),) + mip_a.shape[1:], dtype=np.uint8)
     inst = np.empty((len(rows),) + inst_a.shape[1:], dtype=np.uint8)
-    fine_out = np.empty((len(rows),) + fine_a.shape[1:], dtype=np.uint8) if fine_a is not None else None
+    fine_out = None
+    if fine_a is not None:
+        v, k, _, f, _ = fine_a.shape[1:]
+        fine_out = np.empty((len(rows), v, k, len(sel), f, f), dtype=np.uint8)
     runs = _contiguous_runs(rows[order])
 
     def fetch(run: tuple[int, int, int]) -> None:
@@ -309,14 +320,15 @@ def load_family(store_path: str | Path, uids: Sequence[str] | None = None, threa
         mip[dest] = mip_a[lo:hi]
         inst[dest] = inst_a[lo:hi]
         if fine_out is not None:
-            fine_out[dest] = fine_a[lo:hi]
+            block = fine_a[lo:hi]                                    # (run, 3, K_f, C_f, F, F)
+            fine_out[dest] = block if sel == list(range(len(names))) else block[:, :, :, sel]
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as ex:
         list(ex.map(fetch, runs))
     z = np.asarray(g["instance_z"][:], dtype=np.float32)[rows] if len(rows) else np.zeros((0, inst_a.shape[1]), np.float32)
     series = [g.attrs["series"][u] for u in uids]
     return FamilyArrays(list(uids), mip, inst, z, series, list(g.attrs["channels"]), list(g.attrs["views"]),
-                        fine_out, list(g.attrs["fine_channels"]))
+                        fine_out, keep)
 
 
 RUN = 64  # rows per read: large enough to amortise per-call overhead, small enough to spread over threads

@@ -1,4 +1,4 @@
-"""Channels: intensity windows applied to projected maxima, and the streaming MR histogram.
+"""Channels: intensity windows applied to projected maxima, and the exact MR percentiles.
 
 Every channel is a monotonic per-voxel map ``clip((v - lo) / (hi - lo), 0, 1) ** gamma``, so it
 commutes with maximum projection: the stream accumulates raw maxima once (HU for CT, scanner

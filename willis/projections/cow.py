@@ -48,6 +48,9 @@ BONE_CELL_FRACTION = 0.25    # a cell is bone when this fraction of its pixels i
 BASE_TO_COW_MM = 10.0        # the circle above the highest skull-base bone (clinoids, planum, orbital roofs)
 VERTEX_TO_COW_MM = 95.0      # scalp top to the circle (see the module docstring)
 PRIOR_SLAB_MM = 30.0         # layers around the prior z whose interior centroid gives the prior x, y
+HEAD_SEARCH_MM = 180.0       # the head's widest layer within this of its top, the neck's waist within this below it
+NECK_FRACTION = 0.6          # a layer narrower than this fraction of the widest one is neck (neck ~0.3-0.45 of the head)
+NECK_TO_COW_MM = 30.0        # the circle lies at least this far above the neck's waist (C2-C4 vs the sella: 60-100 mm)
 CT_EVIDENCE_MAX_HU = 1000.0  # above: calcification or residual bone, not contrast
 MR_MIN_FRACTION = 0.15      # MR: an artery's top-hat is at least this fraction of p99 - p1
 EVIDENCE_TOP_PERCENT = 2.0   # the strongest 2 % of the deep cells (~150 of a head's ~8,000 at 4 mm)
@@ -139,6 +142,24 @@ def _nearest_finite(v: np.ndarray, i: int) -> float:
     return float(v[ok[np.argmin(np.abs(ok - i))]]) if ok.size else float("nan")
 
 
+def _neck_floor(head: np.ndarray, zc: np.ndarray, cell: float, head_top: float) -> float:
+    """z (mm) below which the scan is neck, not head (-inf when it reaches no neck).
+
+    Going down from its widest layer a head narrows to the neck, whose cross-section is well under
+    ``NECK_FRACTION`` of the head's (it widens again at the shoulders, further down). The circle
+    lies above the neck's waist by more than ``NECK_TO_COW_MM``."""
+    area = ndimage.gaussian_filter1d(head.sum(axis=(1, 2)).astype(np.float64) * cell * cell, 8.0 / cell, mode="nearest")
+    head_layers = np.nonzero((zc >= head_top - HEAD_SEARCH_MM) & (zc <= head_top))[0]
+    if head_layers.size == 0:
+        return -np.inf
+    widest = int(head_layers[np.argmax(area[head_layers])])
+    down = np.nonzero((zc < zc[widest]) & (zc >= zc[widest] - HEAD_SEARCH_MM))[0]
+    if down.size == 0:
+        return -np.inf
+    waist = int(down[np.argmin(area[down])])
+    return float(zc[waist]) + NECK_TO_COW_MM if area[waist] < NECK_FRACTION * area[widest] else -np.inf
+
+
 def locate_cow(grid: LocateGrid, family: str, modality: str, bone_hu: float) -> Located:
     cell = float(grid.pitch[0])
     zc, yc, xc = grid.centres(2), grid.centres(1), grid.centres(0)
@@ -160,15 +181,20 @@ def locate_cow(grid: LocateGrid, family: str, modality: str, bone_hu: float) -> 
     head_top = float(zc[top] + cell / 2)
     scanned_z = np.nonzero(scanned.any(axis=(1, 2)))[0]
     vertex_in_fov = top < scanned_z.max() - 1           # air above the head inside the scanned range
-    info.update(head_top_mm=head_top, vertex_in_fov=bool(vertex_in_fov))
+    z_floor = _neck_floor(head, zc, cell, head_top)
+    info.update(head_top_mm=head_top, vertex_in_fov=bool(vertex_in_fov), neck_floor_mm=z_floor)
+    above = zc > z_floor                                                    # (n_z,) the head, not the neck
 
     # 1. the prior z: skull base (CT), vertex, or the middle of a slab acquisition
     z_prior, anchor = None, ""
     bone = None
     if family == "ct" and grid.bone is not None:
         bone = np.nan_to_num(grid.bone, neginf=0.0) >= BONE_CELL_FRACTION
-        area = (bone & deep).sum(axis=(1, 2)) * cell * cell                     # (n_z,) mm^2: not the vault
-        below = np.nonzero((area >= SKULL_BASE_MM2) & (zc < head_top - 40.0))[0]
+        # skull-base bone lies deep inside its own layer's outline (the vault does not): 2-D erosion,
+        # so the face and neck below do not thin it out
+        core = _erode_layers(head, DEEP_MM, cell) & head
+        area = (bone & core).sum(axis=(1, 2)) * cell * cell                     # (n_z,) mm^2
+        below = np.nonzero((area >= SKULL_BASE_MM2) & (zc < head_top - 40.0) & above)[0]
         if below.size:
             z_base = float(zc[below.max()])
             z_prior, anchor = z_base + BASE_TO_COW_MM, "skull_base"
@@ -176,7 +202,7 @@ def locate_cow(grid: LocateGrid, family: str, modality: str, bone_hu: float) -> 
     if z_prior is None and vertex_in_fov:
         z_prior, anchor = head_top - VERTEX_TO_COW_MM, "vertex"
     if z_prior is None:
-        z_prior, anchor = fov_centre[2], "fov_z"
+        z_prior, anchor = max(fov_centre[2], z_floor + NECK_TO_COW_MM), "fov_z"
     info.update(anchor=anchor, prior_z_mm=float(z_prior))
 
     # 2. artery evidence deep in the head, away from bone
@@ -192,6 +218,7 @@ def locate_cow(grid: LocateGrid, family: str, modality: str, bone_hu: float) -> 
     # 3. z: the layers where arteries run out laterally (the M1s at the level of the circle), prior-tapered
     taper = np.exp(-((zc - z_prior) ** 2) / (2 * PRIOR_SIGMA_MM[anchor] ** 2))
     profile = ndimage.gaussian_filter1d(lateral.sum(axis=(1, 2)).astype(np.float64), Z_SMOOTH_MM / cell, mode="constant") * taper
+    profile[~above] = 0.0
     info.update(evidence_cells=int(ev.sum()), lateral_cells=int(lateral.sum()))
     k = int(np.argmax(profile))
     z_star = float(zc[k])

@@ -10,9 +10,12 @@ Prints:
    representation alone (every frame -> tri-planar MIPs + axial slabs, what ``project`` did before
    the fine views), and so the cost of the fine views (full - coarse - locate);
 2. peak RSS (VmHWM of a fresh subprocess) projecting a 100-slice vs a 1000-slice 512 x 512
-   series (goal: difference <= 32 MB);
+   series (goal: difference <= 32 MB), and a 300-slice one: the fine accumulators grow with the
+   part of the fine box (136 mm) a series covers, so 100 slices of 0.5 mm (50 mm) sit below that
+   bound and 300 (150 mm) already at it: 300 vs 1000 is the length-flatness that remains;
 3. 2-worker speed-up over 1 worker on the same series (warm pools; goal >= 1.8 on 2 free cores);
-4. bytes on disk per series of each array's chunk (``mip``, ``instances``, ``fine``) for that CT;
+4. bytes on disk per series of each array's chunk (``mip``, ``instances``, ``fine``) for that CT
+   (a clean phantom compresses far better than real or realistic series: see docs/ARCHITECTURE.md);
 5. no-op ``dvc status`` time with a 4,000-series store (tiny arrays) as a stage output.
 """
 
@@ -37,7 +40,6 @@ import pandas as pd
 from timing import median_time  # benchmarks/timing.py (this script's folder is on sys.path)
 import pydicom
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def head_fn(x, y, z):
@@ -166,30 +168,35 @@ def chunk_bytes(root: Path, files: pd.DataFrame, params) -> dict[str, int]:
     return out
 
 
+DVC = Path(sys.executable).parent / "dvc"   # the venv's dvc (the checkout may be a worktree without .venv)
+
+
 def dvc_status_time(n_series: int, repeats: int) -> tuple[float, int]:
-    from willis.projections.store import Projection, create_store, finalize_store, open_store, write_projection
+    from willis.projections.store import FineLayout, Projection, create_store, finalize_store, open_store, write_projection
 
     d = Path(tempfile.mkdtemp(prefix="bench-dvc-"))
     try:
         subprocess.run(["git", "init", "-q"], cwd=d, check=True)
-        subprocess.run([str(ROOT / ".venv/bin/dvc"), "init", "-q"], cwd=d, check=True)
+        subprocess.run([str(DVC), "init", "-q"], cwd=d, check=True)
         store = d / "data" / "projections" / "ct.zarr"
         uids = [f"1.2.{i}" for i in range(n_series)]
         s, k, c = 16, 4, 4
-        g = create_store(store, "ct", uids, [str(i) for i in range(c)], s, k, {})
+        fine = FineLayout(("vessel", "highlight", "thickness"), {}, s, k)   # tiny, but one chunk file per series as in a real store
+        g = create_store(store, "ct", uids, [str(i) for i in range(c)], s, k, {}, fine=fine)
         g = open_store(store, "r+")
         rng = np.random.default_rng(0)
         done = {}
         for i, u in enumerate(uids):
             p = Projection(u, rng.integers(0, 255, (3, c, s, s), np.uint8), rng.integers(0, 255, (k, c, s, s), np.uint8),
-                           np.linspace(40, -40, k).astype(np.float32), {"centre_mm": [0, 0, 0]})
+                           np.linspace(40, -40, k).astype(np.float32), {"centre_mm": [0, 0, 0]},
+                           rng.integers(0, 255, (3, k, 3, s, s), np.uint8))
             write_projection(g, i, p)
             done[u] = (p.instance_z, p.attrs)
         finalize_store(store, done, {})
         (d / "dvc.yaml").write_text("stages:\n  project:\n    cmd: 'true'\n    outs:\n      - data/projections\n")
-        subprocess.run([str(ROOT / ".venv/bin/dvc"), "commit", "-f", "-q"], cwd=d, check=True)
+        subprocess.run([str(DVC), "commit", "-f", "-q"], cwd=d, check=True)
         n_files = sum(1 for _ in store.rglob("*") if _.is_file())
-        t = median_time(lambda: subprocess.run([str(ROOT / ".venv/bin/dvc"), "status", "-q"], cwd=d), repeats)
+        t = median_time(lambda: subprocess.run([str(DVC), "status", "-q"], cwd=d), repeats)
         return t, n_files
     finally:
         shutil.rmtree(d, ignore_errors=True)
@@ -231,16 +238,20 @@ def main() -> None:
               f"iter_frames {t['iter'] / t['decode']:.2f}")
 
     # 2. peak RSS, fresh subprocesses
+    n_mid = 3 * n_small
     write_ct(root, "rss-small", n_small, matrix)
+    write_ct(root, "rss-mid", n_mid, matrix)
     write_ct(root, "rss-big", n_big, matrix)
     peaks = {}
-    for name in ("rss-small", "rss-big"):
+    for name in ("rss-small", "rss-mid", "rss-big"):
         out = subprocess.run([sys.executable, __file__, "--rss-child", str(root), name], capture_output=True, text=True, check=True)
         peaks[name] = json.loads(out.stdout.strip().splitlines()[-1])
     d = peaks["rss-big"]["peak_mb"] - peaks["rss-small"]["peak_mb"]
+    d_mid = peaks["rss-big"]["peak_mb"] - peaks["rss-mid"]["peak_mb"]
     print(f"[2] peak RSS: {n_small} slices {peaks['rss-small']['peak_mb']:.0f} MB "
-          f"(after imports + file table {peaks['rss-small']['base_mb']:.0f}), {n_big} slices "
-          f"{peaks['rss-big']['peak_mb']:.0f} MB (base {peaks['rss-big']['base_mb']:.0f}), difference {d:.0f} MB (goal <= 32 MB)")
+          f"(after imports + file table {peaks['rss-small']['base_mb']:.0f}), {n_mid} slices {peaks['rss-mid']['peak_mb']:.0f} MB, "
+          f"{n_big} slices {peaks['rss-big']['peak_mb']:.0f} MB (base {peaks['rss-big']['base_mb']:.0f}); difference "
+          f"{n_big} - {n_small}: {d:.0f} MB (goal <= 32 MB), {n_big} - {n_mid} (both span the fine box): {d_mid:.0f} MB")
 
     # 3. 2-worker speed-up on 6 copies of the small series
     series = [write_ct(root, "ratio-explicit", n_small, matrix)] * 6

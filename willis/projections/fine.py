@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from willis.projections.bone import OPEN_MM, suppress_bone
-from willis.projections.finebox import SLAB_AXIS, FineBox
+from willis.projections.finebox import FineBox
 from willis.projections.geometry import X, Y, Z, AxisGrid, SeriesGeometry, pool_max
 from willis.projections.scatter import BinnedView, Buffers, Placer, fill_gaps, flat_index
 from willis.projections.views import FINE_AXES, VIEWS
@@ -312,4 +312,4 @@ def fine_accumulator(geom: SeriesGeometry, files, box: FineBox, family: str, win
                            positions, kept["order"].to_numpy())
 
 
-__all__ = ["FineAccumulator", "SLAB_AXIS", "fine_accumulator"]
+__all__ = ["FineAccumulator", "fine_accumulator"]

@@ -1,4 +1,4 @@
-"""Stage ``project``: streaming tri-planar MIPs and axial thin-slab instances into one Zarr store per family.
+"""Stage ``project``: streaming tri-planar MIPs, axial thin-slab instances and the fine circle-of-Willis slabs into one Zarr store per family.
 
 Runs as ``dvc repro project`` (or by hand with the paths of the ``cmd`` in dvc.yaml)::
 

@@ -234,19 +234,22 @@ def test_box_morphology_equals_skimage(r0, r1):
     np.testing.assert_array_equal(erode_box(solid, r0, r1), erosion(solid, fp))
 
 
-def test_log_histogram_percentiles_match_numpy():
-    from willis.projections.windows import LogHistogram
+def test_percentile_sample_is_exact_and_scale_equivariant():
+    from willis.projections.windows import PercentileSample
 
-    v = np.random.default_rng(0).lognormal(5.0, 1.0, size=200_000).astype(np.float32)
-    h = LogHistogram()
-    for chunk in np.array_split(np.concatenate([v, np.zeros(50_000, np.float32)]), 7):  # zeros: not counted
-        h.add(chunk)
-    assert h.total == v.size
-    for q in (0.5, 5, 50, 95, 99.9):
-        assert h.percentile(q) == pytest.approx(np.percentile(v, q), rel=3e-3)
-    h2 = LogHistogram()
-    h2.add(v * 3.7)
-    assert h2.percentile(99.0) == pytest.approx(3.7 * h.percentile(99.0), rel=3e-3)
+    rng = np.random.default_rng(0)
+    frames = [np.where(rng.random((64, 64)) < 0.3, 0, rng.integers(1, 4000, (64, 64))).astype(np.float32) for _ in range(5)]
+    a, b = PercentileSample(stride=2), PercentileSample(stride=2)
+    for f in frames:
+        a.add(f)
+        b.add(f * 7.0)
+    kept = np.concatenate([f[::2, ::2].ravel() for f in frames])
+    kept = kept[kept > 0]                                   # zeros (MR background) are not counted
+    assert a.total == kept.size
+    for q in (0.5, 5, 50, 95, 99.9, 99.99):
+        assert a.percentile(q) == np.percentile(kept, q, method="inverted_cdf")   # exact, a sampled value
+        assert b.percentile(q) == 7.0 * a.percentile(q)                           # bit-exact times the scale
+    assert PercentileSample.stride_for(100, 512, 512, max_values=1 << 20) == 5   # ceil(sqrt(100 * 512^2 / 2^20))
 
 
 def test_roi_keeps_the_head_of_a_head_and_neck_scan(tmp_path):

@@ -14,7 +14,12 @@ Accumulators (float32, -inf where nothing landed), ``g`` <= grid cells per axis:
     sagittal (g_z, g_y)   max over x
     slabs    (B, g_y, g_x) max over the z-cells of each bin
 
-CT keeps a second set over bone-suppressed slices (the highlight); MR feeds a streaming histogram.
+CT keeps a second set over bone-suppressed slices (the highlight). MR windows come from the
+locate pass's exact percentiles (``willis.projections.locate``), set on the result afterwards.
+
+Oblique (gantry-tilted) series skip the per-slice shortcuts: every pooled pixel goes to the cell of
+its true patient position (``willis.projections.scatter``), and the cells that fall between two
+tilted slices are interpolated along the normal axis afterwards (``fill_gaps``).
 """
 
 from __future__ import annotations
@@ -24,10 +29,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from willis.projections.bone import OPEN_MM, suppress_bone
-from willis.projections.geometry import X, Y, Z, SeriesGeometry, shift2d
-from willis.projections.windows import LogHistogram
-
-HIST_STRIDE = 2  # MR histogram from every 2nd pixel per axis: a quarter of the log2 cost, same percentiles
+from willis.projections.geometry import X, Y, Z, SeriesGeometry, pool_max
+from willis.projections.scatter import BinnedView, Buffers, Placer, fill_gaps, flat_index
+from willis.projections.windows import PercentileSample
 
 
 @dataclass
@@ -38,12 +42,14 @@ class Views:
     sagittal: np.ndarray  # (g_z, g_y)
     slabs: np.ndarray     # (B, g_y, g_x)
 
+    flat: list[np.ndarray] = field(default_factory=list)  # the same three as flat buffers + a trash slot (oblique)
+
     @classmethod
     def empty(cls, gz: int, gy: int, gx: int, bins: int) -> "Views":
-        def full(*shape):
-            return np.full(shape, -np.inf, dtype=np.float32)
-
-        return cls(full(gz, gx), full(gz, gy), full(bins, gy, gx))
+        bufs = [Buffers(shape) for shape in ((1, gz, gx), (1, gz, gy), (bins, gy, gx))]
+        flat = [b.add("max", -np.inf) for b in bufs]
+        co, sa, sl = (b.view("max") for b in bufs)
+        return cls(co[0], sa[0], sl, flat)
 
 
 @dataclass
@@ -52,7 +58,7 @@ class Accumulated:
     raw: Views
     suppressed: Views | None
     bin_starts: np.ndarray               # (B,) first z-cell of each slab bin
-    hist: LogHistogram | None
+    pct: PercentileSample | None = None   # MR: set from the locate pass
     n_frames: int = 0
     skipped: list[str] = field(default_factory=list)
 
@@ -79,30 +85,55 @@ class Accumulator:
         self.raw = Views.empty(gz, gy, gx, b)
         self.ct = family == "ct"
         self.suppressed = Views.empty(gz, gy, gx, b) if self.ct else None
-        self.hist = None if self.ct else LogHistogram()
-        u, v = geom.in_plane
-        # rim dilation radius in pooled pixels per in-plane axis (at least one pixel)
-        cells = [geom.axes[a].step * geom.axes[a].f for a in (u, v)]  # mm per pooled pixel
+        # the pooled slice's two axes: (u, v) canonical for axis-aligned series, the frame's own
+        # (rows, cols) for oblique ones, pooled like the patient axes they run nearest to
+        if geom.oblique:
+            self.f_ij = (geom.axes[geom.a_col].f, geom.axes[geom.a_row].f)
+            cells = [geom.d_row * self.f_ij[0], geom.d_col * self.f_ij[1]]
+            lo, pitch, n = geom.cell_edges()
+            self.placer = Placer(geom.pixel_offsets(*self.f_ij), lo, pitch, n)
+            one = np.zeros(gy, np.int64), np.zeros(gx, np.int64)        # coronal / sagittal: one bin over all cells
+            self.views = [BinnedView(Y, Z, X, one[0], 1), BinnedView(X, Z, Y, one[1], 1),
+                          BinnedView(Z, Y, X, self.bin_of_cell.astype(np.int64), b)]
+            self.grid_n = n
+        else:
+            u, v = geom.in_plane
+            cells = [geom.axes[a].step * geom.axes[a].f for a in (u, v)]  # mm per pooled pixel
+        # rim dilation radius in pooled pixels per slice axis (at least one pixel)
         self.dilate_px = tuple(max(1, round(bone_dilate_mm / c)) if bone_dilate_mm > 0 else 0 for c in cells)
         self.open_px = tuple(int(OPEN_MM // c) for c in cells)
         self.bone_hu = bone_hu
         self.n = 0
 
     def add(self, order: int, frame: np.ndarray, ipp=None) -> None:
-        """Feed one (rows, cols) frame; ``ipp`` (its ImagePositionPatient) corrects the drift of tilted slices."""
+        """Feed one (rows, cols) frame; ``ipp`` (its ImagePositionPatient) is required for oblique series."""
         g = self.geom
         if frame.shape != (g.rows, g.cols):
             raise ValueError(f"frame shape {frame.shape}, expected ({g.rows}, {g.cols})")
-        t = g.cell_of_order[int(order)]
-        p = g.orient(frame)                                   # (g_u, g_v)
-        du, dv = g.shift_cells(ipp) if ipp is not None else (0, 0)
-        self._update(self.raw, shift2d(p, du, dv), t)
-        if self.suppressed is not None:
-            sup = suppress_bone(p, self.bone_hu, self.dilate_px, self.open_px)  # type: ignore[arg-type]
-            self._update(self.suppressed, shift2d(sup, du, dv), t)
-        if self.hist is not None:
-            self.hist.add(frame[::HIST_STRIDE, ::HIST_STRIDE])
+        if g.oblique:
+            self._add_oblique(frame, ipp)
+        else:
+            t = g.cell_of_order[int(order)]
+            p = g.orient(frame)                                   # (g_u, g_v)
+            self._update(self.raw, p, t)
+            if self.suppressed is not None:
+                sup = suppress_bone(p, self.bone_hu, self.dilate_px, self.open_px)  # type: ignore[arg-type]
+                self._update(self.suppressed, sup, t)
         self.n += 1
+
+    def _add_oblique(self, frame: np.ndarray, ipp) -> None:
+        if ipp is None:
+            raise ValueError("an oblique series needs each frame's ImagePositionPatient")
+        p = pool_max(pool_max(frame, self.f_ij[0], 0), self.f_ij[1], 1)   # (g_i, g_j), frame orientation
+        cells, valid = self.placer.cells(ipp)
+        idx = [flat_index(v, cells, valid, self.grid_n) for v in self.views]
+        sets = [(self.raw, p)]
+        if self.suppressed is not None:
+            sets.append((self.suppressed, suppress_bone(p, self.bone_hu, self.dilate_px, self.open_px)))  # type: ignore[arg-type]
+        for acc, values in sets:
+            flat_values = values.ravel()
+            for buf, i in zip(acc.flat, idx):
+                np.maximum.at(buf, i, flat_values)
 
     def _update(self, acc: Views, p: np.ndarray, t: int) -> None:
         a_n = self.geom.a_n
@@ -122,10 +153,18 @@ class Accumulator:
             np.maximum(acc.slabs[:, :, t], np.maximum.reduceat(p, self.bin_starts, axis=0), out=acc.slabs[:, :, t])
 
     def result(self) -> Accumulated:
-        return Accumulated(self.geom, self.raw, self.suppressed, self.bin_starts, self.hist, self.n)
+        if self.geom.oblique:   # cells between two tilted slices: interpolate along the normal axis
+            a_n = self.geom.a_n
+            for acc in (self.raw, self.suppressed):
+                if acc is None:
+                    continue
+                for arr, axes in ((acc.coronal, (Z, X)), (acc.sagittal, (Z, Y)), (acc.slabs, (Z, Y, X))):
+                    if a_n in axes:   # slabs: axis 0 holds the z-bins
+                        fill_gaps(arr, axes.index(a_n))
+        return Accumulated(self.geom, self.raw, self.suppressed, self.bin_starts, None, self.n)
 
 
 def accumulator_bytes(grid: int, bins: int, family: str) -> int:
     """Upper bound of the accumulators' memory (bytes): independent of the number of slices."""
     per_set = 4 * (2 * grid * grid + bins * grid * grid)
-    return per_set * (2 if family == "ct" else 1) + (0 if family == "ct" else 8 * 64 * 256)
+    return per_set * (2 if family == "ct" else 1)

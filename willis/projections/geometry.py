@@ -1,18 +1,22 @@
 """Series geometry for streaming: which patient axis each slice axis runs along, and the pooled grid.
 
-Every slice is treated as a plane perpendicular to one LPS patient axis (x = 0 -> patient left,
-y = 1 -> posterior, z = 2 -> superior). Each of its in-plane axes is assigned the patient axis its
-direction cosine is nearest to; **oblique series are projected as if acquired along those nearest
-axes**: rows/columns are not resampled (a 10 degree tilt shrinks an axis by 1.5 %) and a pixel's
-position along the normal axis is its slice centre's (an error of ``in-plane distance from the slice
-centre x tan(tilt)``); the in-plane drift of tilted slices (gantry tilt) IS corrected, by shifting each
-slice by whole grid cells (``shift_cells``). The attrs say ``oblique: true``. Positions along the
-slice normal come from each frame's IPP, so irregular slice spacing is honoured.
+Every slice is a plane whose in-plane axes are each assigned the LPS patient axis (x = 0 -> patient
+left, y = 1 -> posterior, z = 2 -> superior) its direction cosine is nearest to.
 
-After flipping to ascending LPS order and transposing to the canonical in-plane order (the larger
-axis number first: axial slice (y, x), coronal (z, x), sagittal (z, y)), every axis is max-pooled
-by an integer factor ``f = ceil(n / grid)`` so all accumulators stay at most ``grid`` cells per
-axis whatever the series length (memory flat in series length).
+* **Axis-aligned series** (both cosines within 1e-3 of an axis): after flipping to ascending LPS
+  order and transposing to the canonical in-plane order (the larger axis number first: axial slice
+  (y, x), coronal (z, x), sagittal (z, y)), every axis is max-pooled by an integer factor
+  ``f = ceil(n / grid)``. Grid cells along the normal are the slices themselves (positions from each
+  frame's IPP, so irregular spacing is honoured).
+* **Oblique series** (gantry tilt, double-oblique MR; ``oblique: true`` in the attrs): every pixel is
+  placed at its true patient position ``IPP + j * d_col * row_cos + i * d_row * col_cos``
+  (``pixel_offsets``) and scattered into a REGULAR grid per patient axis covering every frame's
+  corners, at the native pitch (pixel spacing in-plane, the median slice gap along the normal),
+  pooled the same way (``willis.projections.scatter``). No shear, no stretch: a tilted slice's rows
+  land at their own z.
+
+Either way every accumulator stays at most ``grid`` cells per axis whatever the series length
+(memory flat in series length).
 """
 
 from __future__ import annotations
@@ -117,8 +121,12 @@ class SeriesGeometry:
     rows: int
     cols: int
     oblique: bool
-    ref_ipp: np.ndarray  # (3,) IPP of the first kept frame: the in-plane grid's origin
+    ref_ipp: np.ndarray  # (3,) IPP of the first kept frame
     spacing_mm: tuple[float, float, float]  # native (x, y, z) sample spacing
+    row_cos: np.ndarray  # (3,) direction of increasing column index j
+    col_cos: np.ndarray  # (3,) direction of increasing row index i
+    d_row: float         # mm between rows (PixelSpacing[0])
+    d_col: float         # mm between columns (PixelSpacing[1])
 
     @property
     def plane(self) -> str:
@@ -129,13 +137,28 @@ class SeriesGeometry:
         """Patient axes (u, v) of the oriented, pooled slice's (rows, cols)."""
         return tuple(sorted((self.a_row, self.a_col), reverse=True))  # type: ignore[return-value]
 
-    def shift_cells(self, ipp) -> tuple[int, int]:
-        """Whole grid cells (du, dv) by which a frame at ``ipp`` sits off the reference frame in-plane (0 unless oblique)."""
-        if not self.oblique:
-            return 0, 0
-        d = np.asarray(list(ipp), dtype=np.float64) - self.ref_ipp
-        u, v = self.in_plane
-        return tuple(int(round(d[a] / (self.axes[a].step * self.axes[a].f))) for a in (u, v))  # type: ignore[return-value]
+    @property
+    def normal(self) -> np.ndarray:
+        """(3,) unit slice normal, row_cos x col_cos."""
+        n = np.cross(self.row_cos, self.col_cos)
+        return n / np.linalg.norm(n)
+
+    def pixel_offsets(self, f_i: int = 1, f_j: int = 1) -> np.ndarray:
+        """(3, ceil(rows / f_i), ceil(cols / f_j)) LPS offset (mm) from the IPP of each pooled pixel's centre.
+
+        Pooled pixel (I, J) covers rows ``I*f_i ..`` and columns ``J*f_j ..`` of the frame (the last
+        block may be short); its centre is the mean of the native indices it covers."""
+        ci = _block_centres(self.rows, f_i) * self.d_row     # (g_i,) mm along col_cos
+        cj = _block_centres(self.cols, f_j) * self.d_col     # (g_j,) mm along row_cos
+        return ci[None, :, None] * self.col_cos[:, None, None] + cj[None, None, :] * self.row_cos[:, None, None]
+
+    def cell_edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Regular view of the pooled grid: (lower edge of cell 0, cell pitch, cell count) per LPS axis, each (3,).
+        Exact for oblique series (regular axes); for the others only the in-plane axes are regular."""
+        lo = np.array([self.axes[a].native[0] - self.axes[a].step / 2 for a in (X, Y, Z)])
+        pitch = np.array([self.axes[a].step * self.axes[a].f for a in (X, Y, Z)])
+        n = np.array([self.axes[a].g for a in (X, Y, Z)])
+        return lo, pitch, n
 
     def orient(self, frame: np.ndarray) -> np.ndarray:
         """(rows, cols) frame -> pooled (g_u, g_v) slice, both axes ascending in LPS."""
@@ -152,17 +175,11 @@ class SeriesGeometry:
         return a
 
 
-def shift2d(a: np.ndarray, du: int, dv: int, fill: float = -np.inf) -> np.ndarray:
-    """``a`` moved by (du, dv) cells (content leaving the array is dropped, new cells are ``fill``)."""
-    if du == 0 and dv == 0:
-        return a
-    out = np.full_like(a, fill)
-    n0, n1 = a.shape
-    if abs(du) >= n0 or abs(dv) >= n1:
-        return out
-    src = a[max(0, -du): n0 - max(0, du), max(0, -dv): n1 - max(0, dv)]
-    out[max(0, du): max(0, du) + src.shape[0], max(0, dv): max(0, dv) + src.shape[1]] = src
-    return out
+def _block_centres(n: int, f: int) -> np.ndarray:
+    """(ceil(n / f),) mean native index of each block of ``f`` consecutive indices (the last may be short)."""
+    starts = np.arange(0, n, f)
+    ends = np.minimum(starts + f, n) - 1
+    return (starts + ends) / 2.0
 
 
 def _vec(v) -> np.ndarray:
@@ -185,26 +202,49 @@ def series_geometry(files: pd.DataFrame, grid: int, uid: str = "?") -> SeriesGeo
     d_row, d_col = (float(v) for v in _vec(first["pixel_spacing"]))  # (between rows, between columns)
     rows, cols = int(first["rows"]), int(first["cols"])
     ipp0 = _vec(first["ipp"])
+    ipps = np.array([_vec(p) for p in kept["ipp"]])                  # (n_frames, 3)
     s_row, s_col = np.sign(r[a_row]), np.sign(c[a_col])
-    native = {
-        a_row: ipp0[a_row] + s_row * d_col * np.arange(cols),
-        a_col: ipp0[a_col] + s_col * d_row * np.arange(rows),
-    }
-    # (n_frames,) coordinate along the normal axis of each slice's CENTRE (not its corner pixel):
-    # for a tilted slice this halves the worst z error; for an untilted one it is the IPP's
+    # (n_frames,) coordinate along the normal axis of each slice's CENTRE (not its corner pixel)
     centre_offset = (rows - 1) / 2 * d_row * c + (cols - 1) / 2 * d_col * r
-    pos = np.array([_vec(p)[a_n] + centre_offset[a_n] for p in kept["ipp"]])
+    pos = ipps[:, a_n] + centre_offset[a_n]
     if len(pos) > 1 and np.ptp(pos) < 1e-6:
         raise GeometryError(f"series {uid}: all {len(pos)} frames at one position along the normal: no volume to project")
-    native[a_n] = pos
+    if oblique:
+        native = _regular_axes(ipps, r, c, rows, cols, d_row, d_col, a_row, a_col, a_n, pos)
+    else:
+        native = {
+            a_row: ipp0[a_row] + s_row * d_col * np.arange(cols),
+            a_col: ipp0[a_col] + s_col * d_row * np.arange(rows),
+            a_n: pos,
+        }
     axes = {a: make_axis(native[a], grid) for a in (X, Y, Z)}
     rank = np.empty(len(pos), dtype=np.int64)
     rank[np.argsort(pos, kind="stable")] = np.arange(len(pos))
     f_n = axes[a_n].f
-    cell_of_order = {int(o): int(k // f_n) for o, k in zip(kept["order"], rank)}
+    # axis-aligned: frame -> its grid cell along the normal (oblique series place every pixel instead)
+    cell_of_order = {} if oblique else {int(o): int(k // f_n) for o, k in zip(kept["order"], rank)}
     spacing = tuple(axes[a].step for a in (X, Y, Z))
     return SeriesGeometry(
         a_row=a_row, a_col=a_col, a_n=a_n, flip_rows=bool(s_col < 0), flip_cols=bool(s_row < 0),
         transpose=a_col < a_row, axes=axes, cell_of_order=cell_of_order, rows=rows, cols=cols,
         oblique=oblique, ref_ipp=ipp0, spacing_mm=spacing,  # type: ignore[arg-type]
+        row_cos=r, col_cos=c, d_row=d_row, d_col=d_col,
     )
+
+
+def _regular_axes(ipps, r, c, rows, cols, d_row, d_col, a_row, a_col, a_n, pos) -> dict[int, np.ndarray]:
+    """Oblique series: per LPS axis, regular native sample positions spanning every frame's corners.
+
+    Pitch: the pixel spacing along the axis the columns (rows) run nearest to; along the normal axis
+    the median slice gap, or the coarser pixel spacing if finer (a tilted slice's rows sample the
+    normal axis every ``d_row * sin(tilt)``, far more finely than the slices: coronal views keep
+    that detail). A tilted in-plane axis is sampled more densely than its pitch (cos(tilt) < 1), so
+    in-plane cells are never skipped; along the normal, cells between slices stay empty until
+    ``scatter.fill_gaps`` interpolates them."""
+    span = np.array([[0, 0], [0, cols - 1], [rows - 1, 0], [rows - 1, cols - 1]], float)  # (4, [i, j]) corners
+    corners = ipps[:, None, :] + span[None, :, 0:1] * d_row * c + span[None, :, 1:2] * d_col * r  # (n, 4, 3)
+    lo, hi = corners.reshape(-1, 3).min(axis=0), corners.reshape(-1, 3).max(axis=0)
+    gaps = np.diff(np.sort(pos))
+    gaps = gaps[gaps > 1e-6]
+    pitch = {a_row: d_col, a_col: d_row, a_n: min(float(np.median(gaps)) if gaps.size else 1.0, max(d_row, d_col))}
+    return {a: lo[a] + pitch[a] * np.arange(int(np.floor((hi[a] - lo[a]) / pitch[a] + 1e-9)) + 1) for a in (X, Y, Z)}

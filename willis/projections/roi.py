@@ -43,7 +43,7 @@ class Roi:
 def foreground_threshold(acc: Accumulated, family: str) -> float:
     if family == "ct":
         return HU_TISSUE
-    p99 = acc.hist.percentile(99.0) if acc.hist is not None else 0.0
+    p99 = acc.pct.percentile(99.0) if acc.pct is not None else 0.0
     return MR_FOREGROUND_FRACTION * p99 if p99 > 0 else np.inf
 
 

@@ -16,6 +16,13 @@ Pixel ``(r, c)`` has its centre at integer coordinates, so a point maps to the c
 ``row = (coord - centre) / mm_per_px + S/2 - 0.5`` (rows of coronal/sagittal run against z).
 Instances are axial thin slabs ordered **superior -> inferior** (instance 0 is at the skull top);
 ``instance_ranges_mm`` holds each one's ``[z_top, z_bottom]`` (mm; contiguous in ``slabs`` mode).
+
+The fine views (``attrs["fine"]`` of a series, see ``willis.projections.finebox``) use the same
+table and the same pixel formula with their own centre (``fine.centre_mm``), pixel size
+(``fine.mm_per_px``) and size ``F``; each view is a stack of thin slabs along its projection axis:
+axial slabs superior -> inferior, coronal anterior -> posterior, sagittal patient right -> left.
+``patient_to_fine`` maps an LPS point to ``(slab, row, col)`` in each; ``fine_to_patient`` inverts it
+(the point on the slab's mid-plane).
 """
 
 from __future__ import annotations
@@ -59,6 +66,55 @@ def patient_to_view(point_lps: Sequence[float], series_attrs: Mapping[str, Any])
         "sagittal": (row_z, row_y),
         "instance": k,
     }
+
+
+def _slab(coord: float, ranges: Sequence[Sequence[float]]) -> int | None:
+    """Index of the slab whose ``[start, end]`` (either order) holds ``coord``; None outside them all."""
+    for i, (a, b) in enumerate(ranges):
+        if min(a, b) <= coord <= max(a, b):
+            return i
+    return None
+
+
+# view -> (slab axis, row axis, col axis); rows of coronal/sagittal run against z (superior on top)
+FINE_AXES = {"axial": (Z, Y, X), "coronal": (Y, Z, X), "sagittal": (X, Z, Y)}
+
+
+def patient_to_fine(point_lps: Sequence[float], series_attrs: Mapping[str, Any]) -> dict[str, tuple]:
+    """Map an LPS point (mm) to ``{"axial": (slab, row, col), "coronal": ..., "sagittal": ...}`` in the fine views.
+
+    ``row``/``col`` are continuous pixel coordinates (pixel centres at integers; outside ``[0, F)``
+    when the point is outside the fine box); ``slab`` is the index of the slab holding the point
+    along that view's projection axis, or ``None`` outside the box along it. ``series_attrs`` is one
+    entry of the store's ``attrs["series"]`` (its ``"fine"`` dict: ``centre_mm``, ``mm_per_px``,
+    ``size``, ``slab_ranges_mm``).
+    """
+    fine = series_attrs["fine"]
+    p = [float(v) for v in point_lps]
+    c = [float(v) for v in fine["centre_mm"]]
+    mm, f = float(fine["mm_per_px"]), int(fine["size"])
+    out = {}
+    for view, (a_s, a_r, a_c) in FINE_AXES.items():
+        sign_r = -1.0 if a_r == Z else 1.0
+        row = _pix(sign_r * p[a_r], sign_r * c[a_r], mm, f)
+        col = _pix(p[a_c], c[a_c], mm, f)
+        out[view] = (_slab(p[a_s], fine["slab_ranges_mm"][view]), row, col)
+    return out
+
+
+def fine_to_patient(view: str, slab: int, row: float, col: float, series_attrs: Mapping[str, Any]) -> np.ndarray:
+    """LPS point (mm) of pixel ``(row, col)`` of fine slab ``slab`` of ``view``, on the slab's mid-plane."""
+    fine = series_attrs["fine"]
+    c = np.asarray(fine["centre_mm"], dtype=float)
+    mm, f = float(fine["mm_per_px"]), int(fine["size"])
+    a_s, a_r, a_c = FINE_AXES[view]
+    out = np.empty(3)
+    start, end = fine["slab_ranges_mm"][view][int(slab)]
+    out[a_s] = (start + end) / 2
+    off_r = (row - f / 2.0 + 0.5) * mm
+    out[a_r] = c[a_r] - off_r if a_r == Z else c[a_r] + off_r
+    out[a_c] = c[a_c] + (col - f / 2.0 + 0.5) * mm
+    return out
 
 
 def pixel_to_lps(

@@ -1,0 +1,315 @@
+"""The fine views: thin slabs on all three axes inside the fine box, at ``fine_mm_per_px``.
+
+Fed during the main pass (``streaming``), frame by frame, only with the frames whose plane cuts
+the box (``wants``). Per frame, in its own pixel grid (so morphology is 2-D and cheap):
+
+1. crop the rows / columns that can reach the box (plus a margin for the morphology), max-pool
+   to about the fine pixel (``f = floor(fine_mm / pixel)``, so the cells are never finer than the
+   data);
+2. derive the per-voxel images: CT raw HU, bone-suppressed HU (``bone.suppress_bone``) and its
+   [150, 600] HU window (contrast occupancy); MR raw, its [p50, p99.9] window and the black
+   top-hat ``closing - value`` with a ``dark_tophat_mm`` box (flow voids);
+3. scatter every pooled pixel to the cell of its true patient position (``scatter``) in a grid
+   over the box: regular along the in-plane axes (pixel centres at cell centres), one cell per
+   slice (or per ``f`` slices) along the normal; oblique series get a regular grid on all axes at
+   the fine pixel, their empty cells between tilted slices interpolated at the end;
+4. each of the three views keeps per (slab, row, col) the max of the two max-type images and the
+   sum and count of the mean-type one (``thickness``).
+
+At the end each accumulator is resampled (``render.resample``: max-pool anti-aliasing, then
+linear) onto the ``F x F`` display grid of its view and windowed into uint8 channels
+(``windows.fine_windows``): ``(3, K_f, C_f, F, F)``.
+
+Memory: 4 float32 accumulators per view of ``K_f x (box / cell)^2`` cells (~70 MB at the default
+136 mm box and ~0.47 mm pixels) and one frame, whatever the series length.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from willis.projections.bone import OPEN_MM, suppress_bone
+from willis.projections.finebox import FineBox
+from willis.projections.geometry import X, Y, Z, AxisGrid, SeriesGeometry, pool_max
+from willis.projections.scatter import BinnedView, Buffers, Placer, fill_gaps, flat_index
+from willis.projections.views import FINE_AXES, VIEWS
+from willis.projections.windows import HU_AIR, Window, apply_window, to_uint8
+
+MAX_SETS = ("max_a", "max_b")   # CT: raw, bone-suppressed; MR: raw, black top-hat
+MEAN_SET = "sum"                # CT: suppressed-window occupancy; MR: [p50, p99.9] window
+
+
+def _regular_axis(lo: float, pitch: float, n: int) -> AxisGrid:
+    centres = lo + (np.arange(n) + 0.5) * pitch
+    return AxisGrid(n, 1, centres, centres)
+
+
+class FineAccumulator:
+    """Feed ``add(frame, ipp)`` for every frame of the series (others are skipped); ``render()`` at the end."""
+
+    def __init__(self, geom: SeriesGeometry, box: FineBox, family: str, windows: list[Window],
+                 bone_hu: float, bone_dilate_mm: float, dark_tophat_mm: float,
+                 positions: np.ndarray, orders: np.ndarray) -> None:
+        """``positions`` (n,) / ``orders`` (n,): each kept frame's centre along the slice normal and its ``order``."""
+        self.geom, self.box, self.ct, self.bone_hu = geom, box, family == "ct", bone_hu
+        self.windows = {w.name: w for w in windows}
+        mm = box.mm_per_px
+        self.f_ij = (max(1, int(mm // geom.d_row)), max(1, int(mm // geom.d_col)))
+        pitch_i, pitch_j = geom.d_row * self.f_ij[0], geom.d_col * self.f_ij[1]   # mm per pooled pixel (i, j)
+        bounds = box.box
+        lo, pitch, n = np.zeros(3), np.zeros(3), np.zeros(3, np.int64)
+        self.axes: dict[int, AxisGrid] = {}
+        in_plane = {geom.a_col: pitch_i, geom.a_row: pitch_j}
+        for a in (X, Y, Z):
+            b0, b1 = bounds[a]
+            if a in in_plane and not geom.oblique:
+                # pixel centres on cell centres: the pooled pixels' own positions along this axis
+                p = in_plane[a]
+                c0 = geom.ref_ipp[a] + geom.pixel_offsets(*self.f_ij)[a].ravel()[0]    # centre of pooled pixel (0, 0)
+                k0 = np.ceil((b0 - c0) / p - 1e-9)
+                lo[a], pitch[a] = c0 + (k0 - 0.5) * p, p
+                n[a] = max(1, int(np.floor((b1 - (c0 + k0 * p)) / p + 1e-9)) + 1)
+                self.axes[a] = _regular_axis(lo[a], p, int(n[a]))
+            elif a in in_plane or geom.oblique:
+                p = in_plane.get(a, mm)   # oblique normal: the fine pixel; gaps interpolated afterwards
+                lo[a], pitch[a] = b0, p
+                n[a] = max(1, int(np.ceil((b1 - b0) / p - 1e-9)))
+                self.axes[a] = _regular_axis(lo[a], p, int(n[a]))
+        # axis-aligned normal axis: one cell per slice inside the box (pooled so cells are >= the fine pixel)
+        self.cell_of_order: dict[int, int] = {}
+        if not geom.oblique:
+            a = geom.a_n
+            b0, b1 = bounds[a]
+            step = geom.axes[a].step
+            sel = np.nonzero((positions >= b0 - step) & (positions <= b1 + step))[0]
+            sel = sel[np.argsort(positions[sel], kind="stable")]
+            f_n = max(1, int(mm // step)) if step > 0 else 1
+            native = positions[sel]
+            cells = np.arange(len(sel)) // f_n
+            g = int(cells[-1]) + 1 if len(sel) else 0
+            coords = np.array([native[cells == c].mean() for c in range(g)])
+            self.axes[a] = AxisGrid(len(sel), f_n, native, coords)
+            self.cell_of_order = {int(orders[s]): int(c) for s, c in zip(sel, cells)}
+            n[a] = max(g, 1)
+        self.n = n
+        self.placer = Placer(geom.pixel_offsets(*self.f_ij), lo, np.where(pitch > 0, pitch, 1.0), n)
+        self.views = []
+        self.buffers = []
+        for view in VIEWS:
+            a_s, a_r, a_c = FINE_AXES[view]
+            bins = self._bins(view, self.axes[a_s].coords)
+            bv = BinnedView(a_s, a_r, a_c, bins, box.slabs)
+            buf = Buffers(bv.shape(n))
+            for name in MAX_SETS:
+                buf.add(name, -np.inf)
+            buf.add(MEAN_SET, 0.0)
+            buf.add("count", 0.0)
+            self.views.append(bv)
+            self.buffers.append(buf)
+        self.dilate = tuple(max(1, round(bone_dilate_mm / p)) if bone_dilate_mm > 0 else 0 for p in (pitch_i, pitch_j))
+        self.opening = tuple(int(OPEN_MM // p) for p in (pitch_i, pitch_j))
+        self.tophat = tuple(max(3, int(round(dark_tophat_mm / p)) | 1) for p in (pitch_i, pitch_j))
+        margin_mm = max(dark_tophat_mm, bone_dilate_mm + OPEN_MM) + 1.0
+        self.margin = (int(np.ceil(margin_mm / geom.d_row)), int(np.ceil(margin_mm / geom.d_col)))
+        corners = np.array(np.meshgrid(*[list(b) for b in bounds], indexing="ij")).reshape(3, -1).T   # (8, 3)
+        self.corners = corners
+        self.frames = 0
+        self._cells_key: tuple = ()
+        self._cells: np.ndarray | None = None
+
+    def _bins(self, view: str, coords: np.ndarray) -> np.ndarray:
+        """(g,) slab of each cell along the view's slab axis, by its centre (-1 outside the box)."""
+        edges = self.box.slab_edges(view)
+        lo, hi = min(edges[0], edges[-1]), max(edges[0], edges[-1])
+        t = self.box.slab_mm
+        k = np.floor((edges[0] - coords) / t) if view == "axial" else np.floor((coords - edges[0]) / t)
+        k = np.clip(k, 0, self.box.slabs - 1).astype(np.int64)
+        return np.where((coords >= lo) & (coords <= hi), k, -1)
+
+    def wants(self, order: int, ipp) -> bool:
+        """Whether the frame's plane cuts the box."""
+        if not self.geom.oblique:
+            return int(order) in self.cell_of_order
+        d = (self.corners - np.asarray(list(ipp), float)) @ self.geom.normal
+        return bool(d.min() <= 0.0 <= d.max())
+
+    def _crop(self, ipp) -> tuple[slice, slice, slice, slice]:
+        """Native (rows, cols) and pooled (rows, cols) slices of the frame that can reach the box.
+
+        Starts are multiples of the pooling factor, so pooled pixel ``I`` of the crop is pooled
+        pixel ``i0 / f + I`` of the whole frame (whose centres ``Placer`` knows)."""
+        g = self.geom
+        rel = self.corners - np.asarray(list(ipp), float)                  # (8, 3)
+        out = []
+        for cos, d, n, f, m in ((g.col_cos, g.d_row, g.rows, self.f_ij[0], self.margin[0]),
+                                (g.row_cos, g.d_col, g.cols, self.f_ij[1], self.margin[1])):
+            t = rel @ cos / d                                              # (8,) native index of each corner
+            lo = min(n - 1, max(0, int(np.floor(t.min())) - m)) // f * f
+            hi = max(lo + 1, min(n, int(np.ceil(t.max())) + m + 1))
+            out.append((slice(lo, hi), slice(lo // f, lo // f + -(-(hi - lo) // f))))
+        (ri, pi), (rj, pj) = out
+        return ri, rj, pi, pj
+
+    def add(self, order: int, frame: np.ndarray, ipp) -> None:
+        if not self.wants(order, ipp):
+            return
+        ri, rj, pi, pj = self._crop(ipp)
+        q = pool_max(pool_max(frame[ri, rj], self.f_ij[0], 0), self.f_ij[1], 1)   # (h, w) pooled crop
+        if self.geom.oblique:
+            cells, _ = self.placer.cells(ipp, pi, pj)                      # (3, h, w)
+        else:   # axis-aligned: the crop's cells are the same for every frame with the same in-plane IPP
+            key = (pi.start, pi.stop, pj.start, pj.stop,
+                   *(round(float(c), 3) for a, c in enumerate(ipp) if a != self.geom.a_n))
+            if key != self._cells_key:
+                self._cells = self.placer.cells(ipp, pi, pj)[0]             # the normal axis is overridden by _direct
+                self._cells_key = key
+            cells = self._cells
+        if self.ct:
+            sup = suppress_bone(q, self.bone_hu, self.dilate, self.opening)   # type: ignore[arg-type]
+            images = (q, sup, apply_window(sup, self.windows["thickness"]))
+        else:
+            top = ndimage.grey_closing(q, size=self.tophat) - q
+            images = (q, top, apply_window(q, self.windows["thickness"]))
+        if self.geom.oblique:
+            self._scatter(images, cells)
+        else:
+            self._direct(images, cells, self.cell_of_order[int(order)])
+        self.frames += 1
+
+    def _scatter(self, images, cells: np.ndarray) -> None:
+        """Every pooled pixel to its own cell (oblique series)."""
+        valid = ((cells >= 0) & (cells < self.n[:, None, None])).all(axis=0)
+        flat = [v.ravel() for v in images]
+        ones = np.ones(flat[0].size, np.float32)
+        for bv, buf in zip(self.views, self.buffers):
+            idx = flat_index(bv, cells, valid, self.n)
+            np.maximum.at(buf.arrays["max_a"], idx, flat[0])
+            np.maximum.at(buf.arrays["max_b"], idx, flat[1])
+            np.add.at(buf.arrays[MEAN_SET], idx, flat[2])
+            np.add.at(buf.arrays["count"], idx, ones)
+
+    def _direct(self, images, cells: np.ndarray, t: int) -> None:
+        """Axis-aligned series: the same update with slices and ``reduceat`` instead of a scatter.
+
+        The crop's rows and columns are whole, consecutive grid cells along the two in-plane axes
+        (``(u, v)``, the larger axis number first, as ``FINE_AXES`` rows / cols), so the frame's own
+        view gets a slice update at its slab, and each other view one row (column) per slab: the
+        max / sum over the crop's cells in that slab."""
+        g = self.geom
+        u, v = g.in_plane
+        ci, cj = cells[g.a_col][:, 0], cells[g.a_row][0, :]               # cells of the crop's rows / columns
+        ims = [im if g.a_col == u else im.T for im in images]             # rows along u
+        cu, cv = (ci, cj) if g.a_col == u else (cj, ci)
+        if cu[0] > cu[-1]:
+            ims, cu = [im[::-1] for im in ims], cu[::-1]
+        if cv[0] > cv[-1]:
+            ims, cv = [im[:, ::-1] for im in ims], cv[::-1]
+        ou = np.nonzero((cu >= 0) & (cu < self.n[u]))[0]
+        ov = np.nonzero((cv >= 0) & (cv < self.n[v]))[0]
+        if ou.size == 0 or ov.size == 0:
+            return
+        ims = [im[ou[0]: ou[-1] + 1, ov[0]: ov[-1] + 1] for im in ims]    # (n_u, n_v) cells in the box
+        u0, u1, v0, v1 = int(cu[ou[0]]), int(cu[ou[-1]]) + 1, int(cv[ov[0]]), int(cv[ov[-1]]) + 1
+        for bv, buf in zip(self.views, self.buffers):
+            a = {k: buf.view(k) for k in (*MAX_SETS, MEAN_SET, "count")}
+            if bv.proj == g.a_n:                                            # the frame's own view: rows u, cols v
+                k = int(bv.bins[t])
+                if k < 0:
+                    continue
+                for name, im in zip((*MAX_SETS, MEAN_SET), ims):
+                    dst = a[name][k, u0:u1, v0:v1]
+                    (np.maximum if name != MEAN_SET else np.add)(dst, im, out=dst)
+                a["count"][k, u0:u1, v0:v1] += 1.0
+                continue
+            along = 0 if bv.proj == u else 1                                # crop axis the slabs cut
+            lo, hi = (u0, u1) if along == 0 else (v0, v1)
+            bins = bv.bins[lo:hi]
+            keep = bins >= 0
+            if not keep.any():
+                continue
+            starts = np.nonzero(np.r_[True, np.diff(bins) != 0] & keep)[0]   # first cell of each slab in the crop
+            ends = np.r_[starts[1:], hi - lo]
+            ends = np.minimum(ends, np.nonzero(keep)[0][-1] + 1)
+            slabs = bins[starts]
+            o0, o1 = (v0, v1) if along == 0 else (u0, u1)                    # the other in-plane axis
+            at = (slabs, t, slice(o0, o1)) if bv.rows == g.a_n else (slabs, slice(o0, o1), t)
+            for name, im in zip((*MAX_SETS, MEAN_SET), ims):
+                red = (np.maximum if name != MEAN_SET else np.add).reduceat(im, starts, axis=along)
+                red = red if along == 0 else red.T                         # (n_slabs, n_other)
+                a[name][at] = np.maximum(a[name][at], red) if name != MEAN_SET else a[name][at] + red
+            a["count"][at] += (ends - starts)[:, None].astype(np.float32)
+
+    def render(self) -> np.ndarray:
+        """uint8 (3, K_f, C_f, F, F): views axial, coronal, sagittal; channels as ``windows``."""
+        box, mm, F = self.box, self.box.mm_per_px, self.box.size
+        if self.frames == 0:   # no frame cuts the box (localisation outside the scan): nothing to show
+            return np.zeros((3, box.slabs, len(self.windows), F, F), np.uint8)
+        fill_a = HU_AIR if self.ct else 0.0
+        out = []
+        for view, bv, buf in zip(VIEWS, self.views, self.buffers):
+            a_s, a_r, a_c = FINE_AXES[view]
+            out_r = box.pixel_coords(a_r)[::-1] if a_r == Z else box.pixel_coords(a_r)   # rows: superior on top
+            out_c = box.pixel_coords(a_c)
+            cnt = buf.view("count")
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.where(cnt > 0, buf.view(MEAN_SET) / np.maximum(cnt, 1), -np.inf).astype(np.float32)
+            sets = [buf.view("max_a"), buf.view("max_b"), mean]
+            if self.geom.oblique:   # cells between tilted slices: interpolate along the axis nearest the normal
+                axis = (a_s, a_r, a_c).index(self.geom.a_n)
+                for arr in sets:
+                    fill_gaps(arr, axis)
+            fills = (fill_a, fill_a if self.ct else 0.0, 0.0)
+            rows, cols = _lerp(self.axes[a_r], out_r), _lerp(self.axes[a_c], out_c)
+            res = [_resample(arr, rows, cols, fill) for arr, fill in zip(sets, fills)]   # 3 x (K, F, F)
+            out.append(self._channels(*res))
+        return np.stack(out)                                                     # (3, K, C, F, F)
+
+    def _channels(self, raw: np.ndarray, second: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        """(K, F, F) x 3 -> uint8 (K, C, F, F) in the order of ``windows.fine_channel_names``."""
+        w = self.windows
+        if self.ct:
+            chans = [apply_window(raw, w["vessel"]), apply_window(second, w["highlight"]), np.clip(mean, 0, 1)]
+        else:
+            chans = [apply_window(raw, w["vessel"]), np.clip(mean, 0, 1), apply_window(second, w["dark"])]
+        return to_uint8(np.stack(chans, axis=1))
+
+
+def _lerp(axis: AxisGrid, out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear interpolation from ``axis``'s cell centres to the coordinates ``out``: (i0, w, inside), each (len(out),).
+
+    As ``render.resample`` (np.interp, clamped at the ends); ``inside`` False beyond half a cell
+    past the first / last centre (those pixels get the fill value)."""
+    c = axis.coords
+    pos = np.interp(out, c, np.arange(len(c), dtype=np.float64))
+    i0 = np.clip(np.floor(pos).astype(np.int64), 0, max(len(c) - 2, 0))
+    w = np.clip(pos - i0, 0.0, 1.0) if len(c) > 1 else np.zeros_like(pos)
+    half = axis.step * axis.f / 2
+    inside = (out >= c[0] - half) & (out <= c[-1] + half)
+    return i0, w.astype(np.float32), inside
+
+
+def _resample(src: np.ndarray, rows, cols, fill: float) -> np.ndarray:
+    """(K, g_r, g_c) accumulator -> (K, F, F) float32: separable linear interpolation, ``fill`` outside / where empty."""
+    a = np.where(np.isfinite(src), src, np.float32(fill)).astype(np.float32)
+    (ri, rw, rin), (ci, cw, cin) = rows, cols
+    i1 = np.minimum(ri + 1, a.shape[1] - 1)
+    a = a[:, ri, :] * (1 - rw)[None, :, None] + a[:, i1, :] * rw[None, :, None]        # (K, F, g_c)
+    j1 = np.minimum(ci + 1, a.shape[2] - 1)
+    a = a[:, :, ci] * (1 - cw)[None, None, :] + a[:, :, j1] * cw[None, None, :]        # (K, F, F)
+    a[:, ~rin, :] = fill
+    a[:, :, ~cin] = fill
+    return a
+
+
+def fine_accumulator(geom: SeriesGeometry, files, box: FineBox, family: str, windows: list[Window], params) -> FineAccumulator:
+    """A FineAccumulator for the kept frames of ``files`` (rows of files.parquet) with the project params."""
+    kept = files[files["keep"]].sort_values("order")
+    ipps = np.array([list(p) for p in kept["ipp"]], dtype=np.float64)
+    centre = (geom.rows - 1) / 2 * geom.d_row * geom.col_cos + (geom.cols - 1) / 2 * geom.d_col * geom.row_cos
+    positions = (ipps + centre)[:, geom.a_n]
+    return FineAccumulator(geom, box, family, windows, params.bone_hu, params.bone_dilate_mm, params.dark_tophat_mm,
+                           positions, kept["order"].to_numpy())
+
+
+__all__ = ["FineAccumulator", "fine_accumulator"]

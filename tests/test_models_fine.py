@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from willis.labels import LABELS, PRESENT_INDEX, flip_permutation
-from willis.models.fine import FineModel, mirror_series, pixel_coords, slab_coords
+from willis.models.fine import FineModel, mirror_series, pixel_coords, pool_3d, slab_coords, with_context
 from willis.train.fine_crops import CropParams, make_batch
 
 L_MCA = LABELS.index("Left Middle Cerebral Artery")
@@ -43,7 +43,7 @@ def test_flip_tta_is_left_right_equivariant():
     """With TTA, the mirrored series' logits are the series' logits with Left/Right swapped: exactly
     what a patient mirror must do to the 14 labels (fails if the swap or the mirror is wrong)."""
     torch.manual_seed(0)
-    model = FineModel(in_channels=2, n_modalities=2, n_slabs=4, size=32, width=8, stem=4, tta=True).eval()
+    model = FineModel(in_channels=2, n_modalities=2, n_slabs=4, size=32, width=8, stem=4, tta=True, context=1).eval()
     x = torch.rand(3, 3, 4, 2, 32, 32)
     ids = torch.tensor([0, 1, 0])
     with torch.no_grad():
@@ -55,14 +55,29 @@ def test_flip_tta_is_left_right_equivariant():
     assert not torch.allclose(plain, model(mirror_series(x), ids, tta=False)["logits"][:, perm], atol=1e-5)
 
 
-def test_pool_is_mean_over_axes_of_the_strongest_cell():
-    maps = torch.full((1, 3, 2, 14, 4, 4), -5.0)
-    maps[0, 0, 1, 3, 2, 2] = 1.0      # axial, slab 1
-    maps[0, 1, 0, 3, 0, 0] = 3.0      # coronal
-    maps[0, 2, 1, 3, 1, 3] = -1.0     # sagittal
-    pooled = FineModel.pool(maps)
-    assert torch.isclose(pooled[0, 3], torch.tensor((1.0 + 3.0 - 1.0) / 3))
+def test_pool_3d_adds_the_three_views_at_one_3d_point():
+    """Each cell of the (z, y, x) grid reads the axial slab holding its z, the coronal slab holding
+    its y and the sagittal slab holding its x: a blob seen by all three at one point wins over a
+    stronger spike seen by one view only (a vessel crossing a slab)."""
+    maps = torch.full((1, 3, 2, 14, 4, 4), -5.0)           # K = 2 slabs, 4 cells per side: slab = cell // 2
+    z, y, x = 1, 2, 3                                       # z counts from the top (rows of coronal/sagittal)
+    maps[0, 0, z // 2, 3, y, x] = 3.0                       # axial: slab of z, (row y, col x)
+    maps[0, 1, y // 2, 3, z, x] = 3.0                       # coronal: slab of y, (row z, col x)
+    maps[0, 2, x // 2, 3, z, y] = 3.0                       # sagittal: slab of x, (row z, col y)
+    maps[0, 0, 1, 5, 0, 0] = 6.0                            # label 5: one view only
+    pooled = pool_3d(maps)
+    assert torch.isclose(pooled[0, 3], torch.tensor(3.0))
+    assert torch.isclose(pooled[0, 5], torch.tensor((6.0 - 5.0 - 5.0) / 3))
     assert torch.isclose(pooled[0, 0], torch.tensor(-5.0))
+    assert torch.equal(FineModel.pool(maps), pooled)
+
+
+def test_context_stacks_neighbouring_slabs_nearest_first():
+    x = torch.arange(3.0).view(3, 1, 1, 1).expand(3, 1, 2, 2)   # slab k holds the value k
+    c = with_context(x, 1)                                        # (3, 3, 2, 2): [k, k-1, k+1]
+    assert c.shape == (3, 3, 2, 2)
+    assert c[1, :, 0, 0].tolist() == [1.0, 0.0, 2.0]
+    assert c[0, :, 0, 0].tolist() == [0.0, 0.0, 1.0] and c[2, :, 0, 0].tolist() == [2.0, 1.0, 0.0]   # zeros past the box
 
 
 def _disc_series(point_rc=(40.0, 52.0), slab=1, axis=0, f=96, k=3):
@@ -84,7 +99,7 @@ def test_crop_targets_land_on_the_sac_and_coordinates_follow_it():
     x coordinate there is the disc's (negated when mirrored) and Left becomes Right when mirrored."""
     f, k = 96, 3
     fine, pts = _disc_series(f=f, k=k)
-    p = CropParams(size=48, pos_frac=1.0, jitter=0.25, blur_p=0.0, noise=0.0, gain=0.0, gamma=0.0)
+    p = CropParams(size=48, pos_frac=1.0, jitter=0.25, blur_p=0.0, noise=0.0, gain=0.0, gamma=0.0, context=1)
     true_x = -1 + (2 * 52.0 + 1) / f
     seen_flip = seen_plain = 0
     for seed in range(12):
@@ -103,6 +118,7 @@ def test_crop_targets_land_on_the_sac_and_coordinates_follow_it():
         r, c = divmod(int(present.argmax()), present.shape[1])
         cell = b["image"][0, 0, 4 * r:4 * r + 4, 4 * c:4 * c + 4]
         assert cell.max() > 0.9, f"seed {seed}: target cell ({r}, {c}) is not on the disc"
+        assert b["image"].shape[1] == 6 and float(b["image"][0, 2:].max()) == 0.0   # neighbour slabs hold no disc
         x_here = float(b["coords"][0, 0, 4 * r:4 * r + 4, 4 * c:4 * c + 4].mean())
         flipped = bool(torch.isclose(t[L_MCA].max(), torch.tensor(0.0)))
         right = flip_permutation()[L_MCA]

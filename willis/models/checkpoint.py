@@ -58,7 +58,8 @@ def arch_from_params(p: TrainParams, in_channels: int, n_modalities: int,
             raise ValueError("fine_cnn needs the fine store's (slabs, size)")
         return {"name": p.model, "kwargs": dict(in_channels=in_channels, n_modalities=n_modalities,
                                                 n_slabs=int(fine_shape[0]), size=int(fine_shape[1]),
-                                                width=p.width, stem=p.stem, tta=p.tta)}
+                                                width=p.width, stem=p.stem, tta=p.tta,
+                                                context=p.context_slabs)}
     common = dict(in_channels=in_channels, n_modalities=n_modalities, backbone=p.backbone,
                   width=p.width, embed_dim=p.embed_dim, modality_dim=p.modality_dim,
                   dropout=p.dropout, backbone_weights=p.backbone_weights, input_size=p.input_size,

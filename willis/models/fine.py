@@ -113,13 +113,50 @@ def mirror_series(fine: torch.Tensor) -> torch.Tensor:
     return torch.stack([fine[:, 0].flip(-1), fine[:, 1].flip(-1), fine[:, 2].flip(1)], dim=1)
 
 
+def with_context(slabs: torch.Tensor, context: int) -> torch.Tensor:
+    """(..., K, C, H, W) -> (..., K, (2 context + 1) C, H, W): each slab with its neighbours along
+    the slab axis as extra channels (zeros past the box), nearest first: [k, k-1, k+1, k-2, ...].
+
+    Why: a vessel crossing a thin slab is a small disc in that slab, like a sac; it continues into
+    the next slab, a sac ends."""
+    if context == 0:
+        return slabs
+    k = slabs.shape[-4]
+    pad = torch.zeros_like(slabs.narrow(-4, 0, 1)).expand(*slabs.shape[:-4], context, *slabs.shape[-3:])
+    padded = torch.cat([pad, slabs, pad], dim=-4)                       # (..., K + 2c, C, H, W)
+    order = [0] + [d for j in range(1, context + 1) for d in (-j, j)]
+    parts = [padded.narrow(-4, context + d, k) for d in order]
+    return torch.cat(parts, dim=-3)
+
+
+def pool_3d(maps: torch.Tensor) -> torch.Tensor:
+    """(B, 3, K, L, h, h) per-axis slab maps -> (B, L) study evidence that is consistent in 3-D.
+
+    Every cell of the box's (h, h, h) grid (z descending, y, x: heat-map cells) reads the cell of
+    each view that projects through it (the slab holding it, and its row/column), and the three
+    logits are added: a sac is a blob in all three views at one 3-D point, while a vessel crossing
+    a slab (a disc in that view) is a line in the two others. The study logit is the largest sum / 3.
+    """
+    b, _, k, n_labels, h, w = maps.shape
+    if h != w:
+        raise ValueError(f"pool_3d needs square slab maps, got {h} x {w}")
+    slab_of = torch.div(torch.arange(h, device=maps.device) * k, h, rounding_mode="floor")   # cell -> slab
+    ax = maps[:, 0].permute(0, 2, 1, 3, 4)[:, :, slab_of]                             # (B, L, z, y, x)
+    co = maps[:, 1].permute(0, 2, 1, 3, 4)[:, :, slab_of].permute(0, 1, 3, 2, 4)       # (B, L, y, z, x) -> z, y, x
+    sa = maps[:, 2].permute(0, 2, 1, 3, 4)[:, :, slab_of].permute(0, 1, 3, 4, 2)       # (B, L, x, z, y) -> z, y, x
+    return (ax + co + sa).flatten(2).amax(dim=2) / 3
+
+
 class FineModel(nn.Module):
-    """Series in, study logits out: every slab image through ``FineNet``, pooled per axis."""
+    """Series in, study logits out: every slab image (with ``context`` neighbouring slabs as extra
+    channels) through ``FineNet``, the three views' maps combined in 3-D (``pool_3d``)."""
 
     def __init__(self, in_channels: int, n_modalities: int, n_slabs: int, size: int, width: int = 16,
-                 stem: int = 8, tta: bool = True):
+                 stem: int = 8, tta: bool = True, context: int = 0):
         super().__init__()
-        self.net = FineNet(in_channels, n_modalities, width, stem).to(memory_format=torch.channels_last)
+        self.context = int(context)
+        self.net = FineNet(in_channels * (2 * self.context + 1), n_modalities, width, stem).to(
+            memory_format=torch.channels_last)
         self.n_slabs, self.size, self.tta = int(n_slabs), int(size), bool(tta)
         self.heatmap = True
 
@@ -131,19 +168,24 @@ class FineModel(nn.Module):
     def maps(self, fine: torch.Tensor, modality_id: torch.Tensor) -> torch.Tensor:
         """(B, 3, K, C, F, F) -> heat logits (B, 3, K, 14, F/4, F/4), IMAGE_CHUNK images at a time."""
         b, n_axes, k, c, h, w = fine.shape
-        images = fine.reshape(b * n_axes * k, c, h, w)
         coords = self.image_coords(fine.device, fine.dtype).unsqueeze(0).expand(b, -1, -1, -1, -1, -1)
         coords = coords.reshape(b * n_axes * k, 3, h, w)
         ids = modality_id.view(b, 1).expand(b, n_axes * k).reshape(-1)
-        out = [self.net(images[i:i + IMAGE_CHUNK], coords[i:i + IMAGE_CHUNK], ids[i:i + IMAGE_CHUNK])
-               for i in range(0, images.shape[0], IMAGE_CHUNK)]
+        flat = fine.reshape(b * n_axes, k, c, h, w)
+        coords = coords.view(b * n_axes, k, 3, h, w)
+        ids = ids.view(b * n_axes, k)
+        out = []
+        for sa in range(b * n_axes):          # one view of one series (K images) at a time: bounded memory
+            images = with_context(flat[sa], self.context)                  # (K, (2c+1) C, F, F)
+            for i in range(0, k, IMAGE_CHUNK):
+                out.append(self.net(images[i:i + IMAGE_CHUNK], coords[sa, i:i + IMAGE_CHUNK], ids[sa, i:i + IMAGE_CHUNK]))
         maps = torch.cat(out)
         return maps.view(b, n_axes, k, *maps.shape[1:])
 
     @staticmethod
     def pool(maps: torch.Tensor) -> torch.Tensor:
-        """(B, 3, K, L, h, w) -> (B, L): strongest cell per axis, mean over the axes."""
-        return maps.transpose(2, 3).flatten(3).amax(dim=3).mean(dim=1)
+        """(B, 3, K, L, h, w) -> (B, L): the 3-D-consistent evidence (``pool_3d``)."""
+        return pool_3d(maps)
 
     def forward(self, fine: torch.Tensor, modality_id: torch.Tensor, tta: bool | None = None) -> dict:
         maps = self.maps(fine, modality_id)

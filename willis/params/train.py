@@ -58,6 +58,7 @@ class TrainParams:
     # --- fine_cnn: crops of the fine slabs (willis/train/fine_crops.py); it also reads width,
     #     flip_p, affine_deg (rotation), affine_scale (zoom), intensity (gain) and heat_sigma
     stem: int = 8                       # fine_cnn stem channels (stride 2 at the fine 0.5 mm pixels)
+    context_slabs: int = 1              # neighbouring slabs on each side seen as extra channels
     crop_size: int = 96                 # training crop side, fine pixels (multiple of 16)
     crops_per_series: int = 4           # crops per training series per epoch
     pos_frac: float = 0.7               # share of a localized positive's crops aimed at a sac
@@ -117,6 +118,7 @@ _FIELDS = (
     ("ram_limit_gb", lambda v: v >= 0, "must be >= 0"),
     ("threads", lambda v: v >= 1, "must be >= 1"),
     ("stem", lambda v: v >= 2, "must be >= 2"),
+    ("context_slabs", lambda v: 0 <= v <= 3, "must be in [0, 3]"),
     ("crop_size", lambda v: v >= 32 and v % 16 == 0, "must be a multiple of 16, >= 32"),
     ("crops_per_series", lambda v: v >= 1, "must be >= 1"),
     ("pos_frac", lambda v: 0 <= v <= 1, "must be in [0, 1]"),

@@ -199,15 +199,19 @@ def predict(series_path: str, *, models_dir: str | Path | None = None, device: s
     try:
         prepare(series_path, project_params_for, prep)
         fm = bundle.families[prep.family]
-        channels = list(prep.projection.attrs.get("channels", fm.meta["channels"]))
+        from willis.models.infer import infer_arrays, reads_fine
+
+        if reads_fine(fm.meta):   # fine_cnn: the channels of the fine slabs
+            from willis.projections.windows import fine_channel_names
+            channels = fine_channel_names(prep.family)
+        else:
+            channels = list(prep.projection.attrs.get("channels", fm.meta["channels"]))
         if channels != list(fm.meta["channels"]):
             raise SeriesError(f"{series_path}: projected channels {channels} differ from the {prep.family} "
                               f"model's {fm.meta['channels']} (bundle and code out of step)")
         t = time.perf_counter()
-        from willis.models.infer import infer_arrays
-
         logits = np.asarray(infer_arrays(fm.model, fm.meta, prep.projection.mip, prep.projection.instances,
-                                         prep.modality, fine=getattr(prep.projection, "fine", None)), dtype=np.float64).reshape(1, len(LABELS))
+                                         prep.modality, fine=prep.projection.fine), dtype=np.float64).reshape(1, len(LABELS))
         probs = np.asarray(fm.calibration.apply(logits), dtype=np.float64)[0]  # (1, 14) -> (14,)
         prep.seconds["model"] = time.perf_counter() - t
         if not np.all(np.isfinite(probs)):

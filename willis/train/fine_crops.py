@@ -60,6 +60,7 @@ class CropParams:
     noise: float = 0.03       # Gaussian noise s.d. up to this (intensity units, [0, 1])
     blur_p: float = 0.3       # Gaussian blur of s.d. 0.5-1.2 px this often
     sigma: float = 1.0        # target Gaussian s.d., in heat-map cells
+    context: int = 0          # neighbouring slabs on each side as extra channels (willis.models.fine.with_context)
 
 
 def draw(points: np.ndarray, heat_known: np.ndarray, series: np.ndarray, n_slabs: int, size: int,
@@ -89,15 +90,17 @@ def windows(fine: np.ndarray, plan: np.ndarray, p: CropParams, rng: np.random.Ge
     ``fine`` (N, 3, K, C, F, F) uint8 (RAM or a Zarr-backed array with the same indexing);
     returns windows (B, C, W, W) and their top-left pixel (B, 2)."""
     w = int(math.ceil(1.5 * p.size / 2)) * 2
-    n_ch, size = fine.shape[3], fine.shape[-1]
-    out = np.zeros((len(plan), n_ch, w, w), dtype=np.uint8)
+    n_ch, n_slabs, size = fine.shape[3], fine.shape[2], fine.shape[-1]
+    order = [0] + [d for j in range(1, p.context + 1) for d in (-j, j)]   # as with_context
+    out = np.zeros((len(plan), n_ch * len(order), w, w), dtype=np.uint8)
     origin = np.zeros((len(plan), 2), dtype=np.int64)
     for i, (s, axis, slab, row, col) in enumerate(plan):
-        img = np.asarray(fine[s, axis, slab])                                  # (C, F, F)
         if row < 0:
-            if rng.random() < p.hard_frac:   # the brightest of 64 random pixels: usually a vessel
+            img = np.asarray(fine[s, axis, slab])
+            if rng.random() < p.hard_frac:   # the brightest of 64 random pixels of a channel: usually a vessel
+                ch = int(rng.integers(n_ch))
                 rr, cc = rng.integers(size, size=64), rng.integers(size, size=64)
-                best = int(np.argmax(img[0, rr, cc]))
+                best = int(np.argmax(img[ch, rr, cc]))
                 row, col = int(rr[best]), int(cc[best])
             else:
                 row, col = int(rng.integers(size)), int(rng.integers(size))
@@ -105,8 +108,12 @@ def windows(fine: np.ndarray, plan: np.ndarray, p: CropParams, rng: np.random.Ge
         origin[i] = (r0, c0)
         a0, a1 = max(r0, 0), min(r0 + w, size)
         b0, b1 = max(c0, 0), min(c0 + w, size)
-        if a1 > a0 and b1 > b0:
-            out[i, :, a0 - r0:a1 - r0, b0 - c0:b1 - c0] = img[:, a0:a1, b0:b1]
+        if a1 <= a0 or b1 <= b0:
+            continue
+        for j, d in enumerate(order):         # the slab, then its neighbours (zeros past the box)
+            k = slab + d
+            if 0 <= k < n_slabs:
+                out[i, j * n_ch:(j + 1) * n_ch, a0 - r0:a1 - r0, b0 - c0:b1 - c0] = fine[s, axis, k, :, a0:a1, b0:b1]
     return out, origin
 
 

@@ -49,7 +49,8 @@ def crop_params(p: TrainParams) -> CropParams:
     """The crop sampler's knobs from the family's train section (shared augmentation names reused)."""
     return CropParams(size=p.crop_size, pos_frac=p.pos_frac, jitter=p.crop_jitter, hard_frac=p.hard_frac,
                       flip_p=p.flip_p, rotate_deg=p.affine_deg, zoom=p.affine_scale, gain=p.intensity,
-                      gamma=p.aug_gamma, noise=p.aug_noise, blur_p=p.aug_blur_p, sigma=p.heat_sigma)
+                      gamma=p.aug_gamma, noise=p.aug_noise, blur_p=p.aug_blur_p, sigma=p.heat_sigma,
+                      context=p.context_slabs)
 
 
 def cosine_with_warmup(warmup: int, total: int):

@@ -12,7 +12,7 @@ out-of-fold logits of every train + val series) and writes
 
 * ``--out`` (``calibration.json``): temperatures, biases, Present-gating alpha, thresholds
   (schema in ``willis/calibration.py``; ``Calibration.load`` reads it for evaluate and predict);
-* ``--report``: ECE and NLL before/after (a DVC metric);
+* ``--report``: ECE and NLL before/after, per label (a cached report, not a DVC metric);
 * ``--plot``: the reliability diagram (a DVC plot).
 """
 
@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--models", required=True, help="the family's model folder (folds/<k>/val_logits.parquet)")
     ap.add_argument("--out", required=True, help="calibration.json to write")
-    ap.add_argument("--report", required=True, help="metrics JSON to write")
+    ap.add_argument("--report", required=True, help="calibration report JSON to write (ECE / NLL per label)")
     ap.add_argument("--plot", required=True, help="reliability diagram PNG to write")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -237,7 +237,7 @@ def _heat_and_points(worst: pd.DataFrame, projections: Path, models: Path | None
     """Per worst series: the model's Present heat map (3, h, w) and the annotated points (n, 3, 2),
     where a heat head and localizers exist; {} otherwise (unreadable series get neither)."""
     from willis.models.ensemble import ensemble_heat_maps_for
-    from willis.models.folds import fold_dir
+    from willis.models.folds import has_checkpoint
     from willis.projections.store import open_store
     from willis.projections.targets import LOCALIZER_INPUTS, VIEW_SLICES, localizer_targets
 
@@ -249,7 +249,7 @@ def _heat_and_points(worst: pd.DataFrame, projections: Path, models: Path | None
         uids = readable(store, rows["SeriesInstanceUID"].tolist())[0]
         if not uids:
             continue
-        if models is not None and ((models / fam / "meta.json").exists() or (fold_dir(models / fam, 0) / "meta.json").exists()):
+        if models is not None and has_checkpoint(models / fam):
             maps = ensemble_heat_maps_for(models / fam, store, uids,
                                           dict(zip(rows["SeriesInstanceUID"], rows["Modality"])))
             if maps is not None:
@@ -330,7 +330,7 @@ def run_evaluate(ev: EvaluateParams, *, families: tuple[str, ...], index: str | 
     metrics["counts"] = {"test_evaluated": len(pr.frame), "test_excluded": len(excluded),
                          "test_failed": len(pr.failures), "train_for_baseline": len(train)}
     if real_models:
-        oof, oof_notes = oof_scores([p.frame["family"].iloc[0] for p in parts if len(p.frame)], models)
+        oof, oof_notes = oof_scores(list(metrics["families"]), models)
     else:  # a stand-in model (tests): no checkpoints whose validation logits could be read
         oof, oof_notes = {}, ["no out-of-fold score: the test logits came from a stand-in model"]
     notes += oof_notes

@@ -32,6 +32,13 @@ def fold_dir(family_dir: str | Path, fold: int) -> Path:
     return Path(family_dir) / FOLDS_DIR / str(int(fold))
 
 
+def has_checkpoint(family_dir: str | Path) -> bool:
+    """Whether ``family_dir`` holds a model: fold checkpoints (``folds/0/meta.json``) or one
+    ``model.pt`` + ``meta.json`` beside calibration.json (a bundle from before folds)."""
+    family_dir = Path(family_dir)
+    return (fold_dir(family_dir, 0) / "meta.json").is_file() or (family_dir / "meta.json").is_file()
+
+
 def oof_logits(family_dir: str | Path, folds: Sequence[int]) -> pd.DataFrame:
     """The out-of-fold logits table (with truth) of ``folds``: their validation tables, concatenated
     in fold order (``concat_val_logits``)."""

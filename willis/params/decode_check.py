@@ -9,8 +9,8 @@ from willis.params.schema import require
 
 @dataclass(frozen=True)
 class DecodeCheckParams:
-    report: str = "reports/decode_check.json"            # per-series status and reasons (a DVC output)
-    metrics: str = "reports/decode_check_metrics.json"   # counts per status (a cached report)
+    report: str = "reports/decode_check.json"            # per-series status and reasons (cache: false)
+    metrics: str = "reports/decode_check_metrics.json"   # counts per status, for `dvc metrics`
     workers: int = 2
     max_excluded_fraction: float = 0.1   # the run fails if more series than this are excluded
 

@@ -2,8 +2,8 @@ r"""Kaggle submission: ``willis.predict`` inside the competition's inference ser
 
 Runs only in a Kaggle notebook attached to the competition and to two datasets (docs/kaggle.md):
 ``willis-wheels`` (the project's wheel + the runtime wheels missing from the Kaggle image) and
-``willis-models`` (the ``models/`` bundle: ``ct/`` and ``mr/`` with model.pt, meta.json,
-calibration.json). Notebook cells::
+``willis-models`` (the ``models/`` bundle: ``ct/`` and ``mr/`` with calibration.json and
+folds/<k>/{model.pt, meta.json}). Notebook cells::
 
     !pip install -q --no-index --find-links /kaggle/input/willis-wheels pydicom pylibjpeg pylibjpeg-libjpeg \
         pylibjpeg-openjpeg pylibjpeg-rle python-gdcm zarr numcodecs donfig google-crc32c

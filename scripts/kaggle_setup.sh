@@ -54,7 +54,7 @@ if [[ -n "$RESUME" ]]; then
     done
     [[ -n "$PULL_FROM" ]] || die "--resume: no DVC cache (files/md5/...) in $RESUME/$(basename "$CACHE") or $prev_repo/.dvc/cache"
   fi
-  # Copy the repo (code, params, dvc.lock, cache:false reports) but not an in-repo cache, nor
+  # Copy the repo (code, params, dvc.lock) but not an in-repo cache, nor
   # .dvc/tmp: its rwlock names session 1's pids, and a container reuses small pids. Then drop
   # the links into the old cache: `dvc pull` below recreates them into the new one.
   mkdir -p "$REPO"

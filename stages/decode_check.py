@@ -12,10 +12,16 @@ and ``--metrics`` (counts per status). Exits non-zero, after writing both, when 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# this checkout's willis/ first, before an installed one: a queued `dvc exp run` executes in a copy
+# of the repo (.dvc/tmp/exps/...) and must run that copy's code (docs/reproducibility.md)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import argparse
 import json
 import logging
-import sys
 
 import willis.params
 from willis.decode_check import DecodeCheckError, run_decode_check

@@ -5,18 +5,28 @@ subset), or by hand with the paths of the ``cmd`` in dvc.yaml::
 
     python stages/evaluate.py --index data/index --decode-report reports/decode_check.json \
         --projections data/projections --models models --metrics reports/metrics.json \
-        --summary reports/summary.md --live-dir reports/evaluate --calibrate-reports reports/calibrate
+        --summary reports/summary.md --details reports/evaluate/details.json --live-dir reports/evaluate \
+        --calibrate-reports reports/calibrate
 
 Reads ``<index>/{series,localizers}.parquet``, the decode report, ``<projections>/<family>.zarr``
-and ``<models>/<family>/`` (``model.pt``, ``meta.json``, ``calibration.json``); writes
+and ``<models>/<family>/`` (``folds/<k>/{model.pt, meta.json, val_logits.parquet}``,
+``calibration.json``: the test logits are the mean of the fold models'); writes
 
-* ``--metrics``: the DVC metrics file (``dvc metrics diff``);
+* ``--metrics``: the DVC metrics file, headline numbers only (``dvc metrics diff``, ``dvc exp show``);
+* ``--details``: every number of the evaluation (per label, bootstrap, baseline), not a metric;
 * ``--summary``: read this first;
 * ``<live-dir>/plots/sklearn/{roc,pr,cm}/<label>.json``: dvclive plots (``dvc plots show``);
 * ``<live-dir>/worst/NN.png``: MIP thumbnails of the worst-predicted series.
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# this checkout's willis/ first, before an installed one: a queued `dvc exp run` executes in a copy
+# of the repo (.dvc/tmp/exps/...) and must run that copy's code (docs/reproducibility.md)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
 import logging
@@ -34,6 +44,7 @@ def main() -> None:
     ap.add_argument("--models", required=True, help="folder of the <family>/ model bundles")
     ap.add_argument("--metrics", required=True, help="metrics JSON to write")
     ap.add_argument("--summary", required=True, help="summary.md to write")
+    ap.add_argument("--details", required=True, help="details JSON to write (everything; not a DVC metric)")
     ap.add_argument("--live-dir", required=True, help="dvclive folder (plots, worst-series thumbnails)")
     ap.add_argument("--calibrate-reports", required=True, help="folder of the calibrate reports (linked)")
     args = ap.parse_args()
@@ -42,7 +53,7 @@ def main() -> None:
     run_evaluate(p.evaluate, families=p.families, index=args.index, decode_report=args.decode_report,
                  models=args.models, projections=args.projections, metrics_out=args.metrics,
                  summary_out=args.summary, live_dir=args.live_dir, calibrate_reports=args.calibrate_reports,
-                 seed=p.seed, smoke=p.smoke)
+                 seed=p.seed, smoke=p.smoke, details_out=args.details)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,13 @@ written, and the stages that honour ``smoke`` read it (keeps DVC's run-cache eff
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# this checkout's willis/ first, before an installed one: a queued `dvc exp run` executes in a copy
+# of the repo (.dvc/tmp/exps/...) and must run that copy's code (docs/reproducibility.md)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import argparse
 import json
 import logging

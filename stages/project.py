@@ -15,10 +15,16 @@ Resumable: killed, it picks up from the work dir ``<project.work>/project-<hash>
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# this checkout's willis/ first, before an installed one: a queued `dvc exp run` executes in a copy
+# of the repo (.dvc/tmp/exps/...) and must run that copy's code (docs/reproducibility.md)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import argparse
 import json
 import logging
-import sys
 
 import willis.params
 from willis.projections.executor import ProjectInterrupted, run_project

@@ -18,6 +18,13 @@ When ``data.root`` points elsewhere (real data), only a MANIFEST.json saying "sk
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# this checkout's willis/ first, before an installed one: a queued `dvc exp run` executes in a copy
+# of the repo (.dvc/tmp/exps/...) and must run that copy's code (docs/reproducibility.md)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import argparse
 import dataclasses
 import logging

@@ -32,7 +32,7 @@ ALLOWED = {
     "synth": {"labels", "params", "dicom"},
     "projections": {"labels", "params", "dicom", "index", "decode_check"},
     "models": {"labels", "params", "projections"},
-    "train": {"labels", "params", "metrics", "index", "projections", "models"},
+    "train": {"labels", "params", "metrics", "splits", "index", "projections", "models"},
     "calibration": {"labels", "params", "metrics", "plots", "models"},
     "evaluate": {"labels", "params", "metrics", "plots", "index", "decode_check", "projections", "models",
                  "calibration"},

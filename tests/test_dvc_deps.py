@@ -6,6 +6,7 @@ tests/import_graph.py. Every file of it must be a dep (a dep may be a folder), a
 must hold at least one file of it (no dep that the stage does not run: it would rerun for nothing).
 """
 
+import itertools
 import re
 from pathlib import Path
 
@@ -18,12 +19,14 @@ DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-def _resolve(text: str, item: str | None) -> str:
-    """``${item}`` and ``${a.b}`` (params.yaml) substituted, as DVC does."""
+def _resolve(text: str, item) -> str:
+    """``${item}``, ``${item.key}`` (foreach / matrix) and ``${a.b}`` (params.yaml) substituted, as DVC does."""
     def value(m):
         key = m.group(1)
         if key == "item":
-            return item
+            return str(item)
+        if key.startswith("item."):
+            return str(item[key[len("item."):]])
         v = PARAMS
         for part in key.split("."):
             v = v[part]
@@ -31,15 +34,28 @@ def _resolve(text: str, item: str | None) -> str:
     return re.sub(r"\$\{([^}]+)\}", value, text)
 
 
+def _param_list(ref) -> list:
+    """A ``foreach`` / ``matrix`` axis: a literal list or ``${key}`` naming a list in params.yaml."""
+    return PARAMS[re.fullmatch(r"\$\{(\w+)\}", ref).group(1)] if isinstance(ref, str) else list(ref)
+
+
+def _expanded(st: dict, item) -> dict:
+    return {k: _resolve(str(v), item) if k == "cmd" else [_resolve(str(d), item) for d in v] if k == "deps" else v
+            for k, v in st.items()}
+
+
 def _stages():
-    """(stage name, stage dict with ${...} resolved); a foreach stage once per item."""
+    """(stage name, stage dict with ${...} resolved); a foreach stage once per item, a matrix stage
+    once per combination (DVC's names: ``train@ct-0``)."""
     for name, st in DVC["stages"].items():
         if "foreach" in st:
-            items = PARAMS[re.fullmatch(r"\$\{(\w+)\}", st["foreach"]).group(1)]
-            for item in items:
-                yield f"{name}@{item}", {k: _resolve(str(v), item) if k == "cmd" else
-                                         [_resolve(str(d), item) for d in v] if k == "deps" else v
-                                         for k, v in st["do"].items()}
+            for item in _param_list(st["foreach"]):
+                yield f"{name}@{item}", _expanded(st["do"], item)
+        elif "matrix" in st:
+            axes = {k: _param_list(v) for k, v in st["matrix"].items()}
+            for combo in itertools.product(*axes.values()):
+                item = dict(zip(axes, combo))
+                yield f"{name}@{'-'.join(map(str, combo))}", _expanded({k: v for k, v in st.items() if k != "matrix"}, item)
         else:
             yield name, {**st, "cmd": _resolve(st["cmd"], None), "deps": [_resolve(str(d), None) for d in st["deps"]]}
 

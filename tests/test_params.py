@@ -39,6 +39,9 @@ def test_repo_params_load():
         (("train", "ct", "input_size"), "big", "train.ct.input_size: expected int or null, got str"),
         (("train", "mr", "heatmap"), "yes", "train.mr.heatmap: expected bool"),
         (("families",), ["ct", "pet"], "families: unknown family 'pet'"),
+        (("folds",), [1, 2], "folds: must list the fold ids 0..K-1"),
+        (("folds",), [], "folds: must list the fold ids 0..K-1"),
+        (("folds",), 5, "folds: expected"),
     ],
 )
 def test_ill_typed_key_names_the_key(tmp_path, path, value, message):

@@ -75,7 +75,7 @@ def test_killed_run_resumes_to_the_clean_result(dataset, monkeypatch):
     assert not (root / "killed" / "out" / "ct.zarr").exists()
     monkeypatch.delenv(DIE_AFTER_ENV)
     _, resumed = _run(root, "killed")
-    assert resumed["totals"] == {**clean["totals"], "seconds": resumed["totals"]["seconds"]}
+    assert resumed == clean  # the report holds no wall time: a resumed run writes the same bytes
     assert not any((root / "killed" / "work").iterdir())  # work dir moved into the output
     _assert_same_stores(root / "clean" / "out", root / "killed" / "out")
     for fam in ("ct", "mr"):

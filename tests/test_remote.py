@@ -311,6 +311,31 @@ def test_s3_remote_round_trip(tmp_path, template_repo, s3_endpoint):
     _assert_clean_and_no_op(clone, original, env)
     assert _runs_of_generate(tmp_path) == 1
 
+    # --run-cache: a clone restores a stage for params its dvc.lock does not hold. The original
+    # repo runs a second input (another dataset version), goes back, pushes its run-cache.
+    alt = tmp_path / "input-alt"
+    alt.mkdir()
+    (alt / "input.csv").write_text("uid,gain\n" + "".join(f"1.2.{i},{i + 7}\n" for i in range(N_SERIES)))
+    (repo / "params.yaml").write_text(f"data:\n  root: {alt}\n")
+    _dvc("repro", cwd=repo, env=env)
+    # `push --run-cache` uploads the run entries (runs/) but no output they name (dvc 3.67): the
+    # outputs go up with a plain `dvc push` while they are the workspace's (or `dvc exp push`)
+    _dvc("push", cwd=repo, env={**env, **creds})
+    _git("checkout", "params.yaml", cwd=repo, env=env)
+    assert "Running stage" not in _dvc("repro", cwd=repo, env=env)  # back: restored from the run-cache
+    assert _runs_of_generate(tmp_path) == 2
+    _dvc("push", "--run-cache", cwd=repo, env={**env, **creds})
+    clone2 = _clone(repo, tmp_path / "clone2", env)
+    _dvc("pull", "--run-cache", cwd=clone2, env={**env, **creds})  # the run-cache entries (runs/)
+    (clone2 / "params.yaml").write_text(f"data:\n  root: {alt}\n")
+    # --pull: download the outputs a run-cache entry names (pull --run-cache fetched only the entries)
+    out = _dvc("repro", "--pull", cwd=clone2, env={**env, **creds})
+    assert "Stage 'generate' is cached - skipping run" in out, out
+    assert _runs_of_generate(tmp_path) == 2
+    # ... but `reduce`, whose metric is `cache: false`, runs again: `push --run-cache` never uploads
+    # cache:false files. This is why the willis pipeline caches every output (docs/reproducibility.md).
+    assert "Running stage 'reduce'" in out, out
+
 
 SETUP_SH = Path(__file__).resolve().parents[1] / "scripts" / "kaggle_setup.sh"
 

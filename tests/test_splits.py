@@ -78,3 +78,21 @@ def test_smoke_subset_larger_than_split_takes_all():
     s["split"] = assign_splits(s, pd.Series(True, index=s.index), 0.2, 0.2, seed=0)
     smoke = smoke_subset(s, {"train": 10_000, "val": 10_000, "test": 0}, seed=0)
     assert smoke[s["split"].isin(["train", "val"])].all() and not smoke[s["split"] == "test"].any()
+
+
+def test_folds_grouped_by_patient_stratified_and_reproducible():
+    from willis.splits import assign_folds
+
+    s = _series(300)
+    fold = assign_folds(s, 5, seed=3)
+    assert sorted(fold.unique()) == [0, 1, 2, 3, 4]
+    assert (s.assign(fold=fold).groupby("PatientID")["fold"].nunique() == 1).all()
+    st = strata(s)
+    for k, n in st.value_counts().items():
+        counts = fold[st == k].value_counts().reindex(range(5), fill_value=0)
+        assert counts.max() - counts.min() <= 3, (k, counts.to_dict())   # groups are up to 3 series
+    assert fold.equals(assign_folds(s, 5, seed=3))
+    assert not fold.equals(assign_folds(s, 5, seed=4))
+    assert (assign_folds(s, 1, seed=3) == 0).all()
+    with pytest.raises(ValueError, match="at least one fold"):
+        assign_folds(s, 0, seed=3)

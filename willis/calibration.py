@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import expit
 
@@ -274,13 +275,16 @@ def calibration_report(Y: np.ndarray, Z: np.ndarray, cal: Calibration, ece_bins:
             "flagged": sorted(cal.flags), "labels": labels}
 
 
-def run_calibrate(p: CalibrateParams, *, family: str, val_logits: str | Path, out: str | Path,
+def run_calibrate(p: CalibrateParams, *, family: str, val_logits: str | Path | pd.DataFrame, out: str | Path,
                   report: str | Path, plot: str | Path) -> Calibration:
     """The ``calibrate`` stage for one family (section ``p``): fit on the logits table ``val_logits``
-    (``willis.models.logits``), write ``out`` (calibration.json), the ``report`` and the ``plot``."""
+    (``willis.models.logits``: a file, or a validated table such as the folds' out-of-fold logits of
+    ``willis.models.folds.oof_logits``), write ``out`` (calibration.json), the ``report`` and the ``plot``."""
     from willis.plots import reliability_diagram
 
-    df = read_logits(val_logits)
+    df = val_logits if isinstance(val_logits, pd.DataFrame) else read_logits(val_logits)
+    if isinstance(val_logits, pd.DataFrame):
+        val_logits = f"the {family} out-of-fold logits"
     if df.empty:
         raise ValueError(f"{val_logits}: no validation series to calibrate on")
     Y, Z = logit_arrays(df, str(val_logits))

@@ -15,7 +15,7 @@ Status of a series:
     irregular gaps, gantry tilt, only reformatted frames).
   * ``ok``: everything kept, decoded and with real geometry.
 
-Report (``cache: false``, JSON)::
+Report (a DVC-cached output, JSON)::
 
     {"series": {uid: {"status", "reasons": ["<kind>: <detail naming the file and error>", ...],
                       "modality", "family", "split", "n_frames", "decoded", "in_csv", "has_folder"}},

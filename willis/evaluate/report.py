@@ -1,9 +1,12 @@
-"""What the ``evaluate`` stage writes for DVC and for people: ``metrics.json`` and ``summary.md``.
+"""What the ``evaluate`` stage writes for DVC and for people: ``metrics.json``, ``details.json``, ``summary.md``.
 
-``reports/metrics.json`` (the DVC metrics file; ``dvc metrics diff`` compares it): top-level
-``score``, ``auc_present``, ``auc_locations_mean`` (and ``n_locations_used``, ``n_series``,
-``ece``), then ``ci95``, ``families``, ``modalities``, ``labels``, ``micro``, ``macro``,
-``baseline``, ``counts``. Undefined values are ``null`` with a ``note``, never 0.5.
+``reports/metrics.json`` is the pipeline's one DVC metrics file (``dvc metrics diff``, the metric
+columns of ``dvc exp show``): only the headline numbers a person compares between experiments,
+``score`` first (``headline``; ``HEADLINE_KEYS`` below). Everything else of the evaluation goes to
+``reports/evaluate/details.json``, not a metric: top-level ``score``, ``auc_present``,
+``auc_locations_mean`` (and ``n_locations_used``, ``n_series``, ``ece``, ``oof_score``), then
+``ci95``, ``families``, ``modalities``, ``labels``, ``micro``, ``macro``, ``baseline``, ``counts``.
+Undefined values are ``null`` (with a ``note`` in details.json), never 0.5.
 
 ``reports/summary.md`` is the page a person reads first: scores, baseline, per-label table,
 counts per split and decode status, excluded and failed series with reasons, plot links and the
@@ -36,6 +39,26 @@ def write_metrics(path: str | Path, metrics: dict) -> None:
     Path(path).write_text(json.dumps(metrics, indent=2) + "\n")
 
 
+def headline(m: dict) -> dict:
+    """The DVC metrics file from the full metrics dict ``m``: test ``score`` first, then its parts,
+    the out-of-fold (validation) score, the baseline gap, per family, per modality, and the counts
+    (about 25 numbers, so ``dvc exp show`` and ``dvc metrics diff`` stay readable)."""
+    ci = m["ci95"]
+    fam = {f: {"score": g["score"], "oof_score": g.get("oof_score"), "auc_present": g["auc_present"],
+               "auc_locations_mean": g["auc_locations_mean"], "ece": g["ece"]}
+           for f, g in m["families"].items()}
+    return {
+        "score": m["score"], "auc_present": m["auc_present"], "auc_locations_mean": m["auc_locations_mean"],
+        "oof_score": m.get("oof_score"), "score_ci95_low": ci["low"], "score_ci95_high": ci["high"],
+        "ece": m["ece"], "baseline_score": m["baseline"].get("score"),
+        "above_baseline": m["baseline"]["above_baseline"],
+        **fam,
+        "modalities": {name: g["score"] for name, g in m["modalities"].items()},
+        "counts": {"test": m["counts"]["test_evaluated"], "test_excluded": m["counts"]["test_excluded"],
+                   "test_failed": m["counts"]["test_failed"]},
+    }
+
+
 def split_status_counts(series: pd.DataFrame, status: dict[str, dict]) -> pd.DataFrame:
     """Series per split (rows) and decode status (columns), with totals."""
     st = series["SeriesInstanceUID"].map(lambda u: status.get(u, {}).get("status", STATUS_UNCHECKED))
@@ -51,13 +74,13 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 
 def _score_rows(m: dict) -> list[list]:
     rows = [["**all**", m["n_series"], m["score"], f"{fmt(m['ci95']['low'])} - {fmt(m['ci95']['high'])}",
-             m["auc_present"], f"{fmt(m['auc_locations_mean'])} ({m['n_locations_used']}/13)",
+             m.get("oof_score"), m["auc_present"], f"{fmt(m['auc_locations_mean'])} ({m['n_locations_used']}/13)",
              m["baseline"].get("score"), m["baseline"]["above_baseline"]]]
     for group in ("families", "modalities"):
         for name, g in m[group].items():
             ci = f"{fmt(g['ci95']['low'])} - {fmt(g['ci95']['high'])}" if "ci95" in g else ""
-            rows.append([name, g["n_series"], g["score"], ci, g["auc_present"],
-                         f"{fmt(g['auc_locations_mean'])} ({g['n_locations_used']}/13)",
+            rows.append([name, g["n_series"], g["score"], ci, g.get("oof_score", "") if group == "families" else "",
+                         g["auc_present"], f"{fmt(g['auc_locations_mean'])} ({g['n_locations_used']}/13)",
                          g["baseline_score"], g["above_baseline"]])
     return rows
 
@@ -78,8 +101,12 @@ def write_summary(path: str | Path, m: dict, *, smoke: bool, counts: pd.DataFram
          "Probabilities are calibrated on validation (temperature and bias, Present-gating, thresholds: "
          "`models/<family>/calibration.json`); the test split is used for nothing but these numbers.", "",
          "## Scores", ""]
-    L += _table(["group", "series", "score", "95% CI", "AUC present", "mean location AUC (used)",
-                 "baseline score", "above baseline"], _score_rows(m))
+    L += _table(["group", "series", "score", "95% CI", "OOF score (val)", "AUC present",
+                 "mean location AUC (used)", "baseline score", "above baseline"], _score_rows(m))
+    L += ["", "OOF score: the validation series of every fold, each predicted by the fold model that did "
+          "not train on it, through the calibration fitted on those same logits (so slightly optimistic); "
+          "with `folds: [0]` it is the validation split. The test score is the fold ensemble's (the mean of "
+          "the fold models' logits, then calibrated)."]
     d = m["baseline"]["above_baseline_ci95"]
     L += ["", f"Above baseline on the same series: {fmt(m['baseline']['above_baseline'])} "
           f"(paired bootstrap 95% interval {fmt(d['low'])} - {fmt(d['high'])}).",

@@ -23,11 +23,11 @@ import pandas as pd
 from willis.calibration import Calibration
 from willis.decode_check import read_decode_report
 from willis.evaluate.baseline import Baseline, readable, series_features
-from willis.evaluate.report import STATUS_UNCHECKED, split_status_counts, write_metrics, write_summary
+from willis.evaluate.report import STATUS_UNCHECKED, headline, split_status_counts, write_metrics, write_summary
 from willis.index.tables import SPLIT_LABEL_COLUMNS, index_path, read_index
 from willis.labels import LABELS, PRESENT_INDEX, label_slug
 from willis.metrics import bootstrap_score, competition_score, summarize
-from willis.models.logits import LOGIT_COLUMNS, validate_logits
+from willis.models.logits import LOGIT_COLUMNS, logit_arrays, validate_logits
 from willis.params.evaluate import EvaluateParams
 from willis.projections.store import family_path
 
@@ -63,9 +63,41 @@ def load_series(index_dir: str | Path, smoke: bool) -> pd.DataFrame:
 
 
 def _default_logits_fn():
-    from willis.models.infer import logits_for  # imported here: torch only when the real model runs
+    # imported here: torch only when the real model runs. A family's logits are its fold ensemble's
+    # (the mean of the fold models' raw logits; one model when folds: [0]).
+    from willis.models.ensemble import ensemble_logits_for
 
-    return logits_for
+    return ensemble_logits_for
+
+
+def oof_predictions(family: str, models_dir: Path) -> tuple[np.ndarray, np.ndarray] | str:
+    """(Y, P) of the family's out-of-fold validation logits through its calibration, or the reason
+    there are none. Calibration was fitted on these very logits (a temperature, a bias and a gate
+    per label), so the OOF score is a little optimistic; it is the ensemble members' own estimate."""
+    from willis.models.ensemble import member_oof_logits  # torch: only for a real bundle
+
+    try:
+        df = member_oof_logits(models_dir / family)
+    except (FileNotFoundError, ValueError) as e:
+        return f"{family}: no out-of-fold score: {e}"
+    Y, Z = logit_arrays(df, f"out-of-fold logits of {models_dir / family}")
+    return Y, Calibration.load(models_dir / family / "calibration.json").apply(Z)
+
+
+def oof_scores(families, models_dir: Path) -> tuple[dict, list[str]]:
+    """Out-of-fold (validation) scores: {"all": score, "<family>": score}, None where undefined,
+    and notes for families without OOF logits."""
+    got, notes = {}, []
+    for fam in families:
+        r = oof_predictions(fam, models_dir)
+        if isinstance(r, str):
+            notes.append(r)
+        else:
+            got[fam] = r
+    out = {fam: competition_score(*yp)["score"] for fam, yp in got.items()}
+    out["all"] = competition_score(np.concatenate([y for y, _ in got.values()]),
+                                   np.concatenate([p for _, p in got.values()]))["score"] if got else None
+    return out, notes
 
 
 def predict_family(family: str, test: pd.DataFrame, train: pd.DataFrame, models_dir: Path,
@@ -204,7 +236,8 @@ def _heat_and_points(worst: pd.DataFrame, projections: Path, models: Path | None
                      index_dir: Path | None) -> tuple[dict, dict]:
     """Per worst series: the model's Present heat map (3, h, w) and the annotated points (n, 3, 2),
     where a heat head and localizers exist; {} otherwise (unreadable series get neither)."""
-    from willis.models.infer import heat_maps_for
+    from willis.models.ensemble import ensemble_heat_maps_for
+    from willis.models.folds import has_checkpoint
     from willis.projections.store import open_store
     from willis.projections.targets import LOCALIZER_INPUTS, VIEW_SLICES, localizer_targets
 
@@ -216,8 +249,9 @@ def _heat_and_points(worst: pd.DataFrame, projections: Path, models: Path | None
         uids = readable(store, rows["SeriesInstanceUID"].tolist())[0]
         if not uids:
             continue
-        if models is not None and (models / fam / "meta.json").exists():
-            maps = heat_maps_for(models / fam, store, uids, dict(zip(rows["SeriesInstanceUID"], rows["Modality"])))
+        if models is not None and has_checkpoint(models / fam):
+            maps = ensemble_heat_maps_for(models / fam, store, uids,
+                                          dict(zip(rows["SeriesInstanceUID"], rows["Modality"])))
             if maps is not None:
                 heat.update(zip(uids, maps))
         if loc is not None:
@@ -260,11 +294,14 @@ def run_evaluate(ev: EvaluateParams, *, families: tuple[str, ...], index: str | 
                  decode_report: str | Path, models: str | Path, projections: str | Path,
                  metrics_out: str | Path, summary_out: str | Path, live_dir: str | Path,
                  calibrate_reports: str | Path, seed: int, smoke: bool,
-                 logits_fn: Callable | None = None) -> dict:
+                 logits_fn: Callable | None = None, details_out: str | Path | None = None) -> dict:
     """The whole ``evaluate`` stage: section ``ev`` (``evaluate``), the ``families`` to score, the
     index folder ``index``, the other artifacts' paths, the bootstrap ``seed`` and ``smoke``
-    (only the smoke subset). Returns the metrics dict."""
+    (only the smoke subset). Writes the headline numbers to ``metrics_out`` (the DVC metrics file)
+    and everything (per label, bootstrap, baseline details) to ``details_out`` (default
+    ``<live_dir>/details.json``). Returns the full metrics dict."""
     models, projections, live_dir = Path(models), Path(projections), Path(live_dir)
+    real_models = logits_fn is None  # the bundle's own checkpoints (not a stand-in): OOF logits exist
     logits_fn = logits_fn or _default_logits_fn()
     series = load_series(index, smoke)
     status = decode_status(decode_report)
@@ -292,9 +329,18 @@ def run_evaluate(ev: EvaluateParams, *, families: tuple[str, ...], index: str | 
     metrics = build_metrics(pr, ev.ece_bins, ev.bootstrap, seed)
     metrics["counts"] = {"test_evaluated": len(pr.frame), "test_excluded": len(excluded),
                          "test_failed": len(pr.failures), "train_for_baseline": len(train)}
-    write_metrics(metrics_out, metrics)
+    if real_models:
+        oof, oof_notes = oof_scores(list(metrics["families"]), models)
+    else:  # a stand-in model (tests): no checkpoints whose validation logits could be read
+        oof, oof_notes = {}, ["no out-of-fold score: the test logits came from a stand-in model"]
+    notes += oof_notes
+    metrics["oof_score"] = oof.get("all")
+    for fam, g in metrics["families"].items():
+        g["oof_score"] = oof.get(fam)
+    write_metrics(metrics_out, headline(metrics))
 
     log_plots(live_dir, pr)
+    write_metrics(details_out or live_dir / "details.json", metrics)  # after Live(), which tidies its dir
     worst = worst_series(pr, ev.worst_k)
     thumbs = write_thumbnails(worst, projections, live_dir / "worst", models=models, index_dir=Path(index))
     plot_dirs = dict(zip(("ROC curves", "precision-recall curves", "confusion matrices at the calibrated thresholds"),

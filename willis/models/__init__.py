@@ -12,6 +12,8 @@ family's modality vocabulary (``willis.models.checkpoint.modality_vocab``). Logi
 
 Modules: ``backbone``, ``mip_cnn``, ``mil``, ``heat`` (the networks), ``checkpoint`` (``model.pt`` +
 ``meta.json``: ``save_model``, ``load_model``), ``infer`` (logits from a checkpoint, the device
-policy), ``logits`` (the logits table contract: ``read_logits``, ``write_logits``). Kept import-free
+policy), ``logits`` (the logits table contract: ``read_logits``, ``write_logits``), ``folds`` (where
+the cross-validation folds live, their out-of-fold logits), ``ensemble`` (the fold ensemble: mean
+of the folds' raw logits, ``FoldEnsemble``). Kept import-free
 so that reading a logits table (``calibrate``) does not import torch or the networks.
 """

@@ -1,6 +1,6 @@
 """The logits table: raw model outputs per series, the contract between train, calibrate and evaluate.
 
-``models/<family>/val_logits.parquet`` (written by ``train``, read by ``calibrate``) and the test
+``models/<family>/folds/<fold>/val_logits.parquet`` (written by ``train``, read by ``calibrate``) and the test
 logits that ``willis.models.infer.logits_for`` returns to ``evaluate`` have exactly these columns,
 in this order::
 
@@ -11,8 +11,8 @@ One row per series (no duplicate uid), every logit finite. ``validate_logits`` c
 ``logits_frame`` builds a table, ``write_logits`` / ``read_logits`` are the only way it goes to
 and comes back from disk, ``logit_arrays`` turns one into (truth, logits) arrays.
 
-    >>> df = read_logits("models/ct/val_logits.parquet")
-    >>> Y, Z = logit_arrays(df, "models/ct/val_logits.parquet")   # (N, 14) int, (N, 14) float
+    >>> df = read_logits("models/ct/folds/0/val_logits.parquet")
+    >>> Y, Z = logit_arrays(df, "models/ct/folds/0/val_logits.parquet")   # (N, 14) int, (N, 14) float
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ The path is exactly the pipeline's, no second implementation:
 Projection uses the ``project`` params stored in the checkpoint's ``meta.json`` (what the model was
 trained on), never today's ``params.yaml``.
 
-The model bundle is a directory ``<models>/{ct,mr}/`` holding ``model.pt``, ``meta.json`` and
-``calibration.json`` (what the ``train`` and ``calibrate`` stages write). It is chosen by the
+The model bundle is a directory ``<models>/{ct,mr}/`` holding ``calibration.json`` and the fold
+models ``folds/<k>/{model.pt, meta.json}`` (what the ``train`` and ``calibrate`` stages write; K
+folds are served as the mean of their raw logits, then calibrated). It is chosen by the
 ``models_dir=`` argument, else the ``WILLIS_MODELS`` environment variable, else the repo's
 ``models/``; both families are loaded once per process and reused (``load_bundle`` caches).
 

@@ -1,8 +1,10 @@
 """The model bundle ``<models>/{ct,mr}/``: loaded once per process, reused for every series.
 
-Each family directory holds what the ``train`` and ``calibrate`` stages write: ``model.pt``,
-``meta.json`` (architecture, labels, sub-modality vocabulary, training prior, the ``project`` params
-the model was trained on) and ``calibration.json``. The directory is the ``models_dir`` argument,
+Each family directory holds what the ``train`` and ``calibrate`` stages write: ``calibration.json``
+and the fold models ``folds/<k>/{model.pt, meta.json}`` (architecture, labels, sub-modality
+vocabulary, training prior, the ``project`` params the model was trained on), or one ``model.pt`` +
+``meta.json`` beside calibration.json (a bundle from before folds). K fold models are served as one
+``FoldEnsemble``: the mean of their raw logits, then the calibration. The directory is the ``models_dir`` argument,
 else ``$WILLIS_MODELS``, else the repo's ``models/``. A family without a directory is skipped with
 a warning (its series then get a prior); an empty or incomplete bundle raises ``BundleError``.
 """
@@ -31,8 +33,8 @@ class BundleError(RuntimeError):
 @dataclass
 class FamilyModel:
     family: str
-    model: object               # torch.nn.Module in eval mode, on the bundle's device
-    meta: dict                  # meta.json as written by willis.models.checkpoint
+    model: object               # torch.nn.Module in eval mode, on the bundle's device (K folds: FoldEnsemble)
+    meta: dict                  # meta.json (of fold 0) as written by willis.models.checkpoint
     calibration: object         # willis.calibration.Calibration
     prior: np.ndarray           # (14,) training positive rate per label, LABELS order
     project_params: object      # willis.params.project.ProjectParams the model was trained with
@@ -94,17 +96,34 @@ def _meta_project_params(meta: dict, path: Path):
 
 
 def _load_family(family_dir: Path, family: str, device: str) -> FamilyModel:
+    """The family's calibration and its fold ensemble (``willis.models.ensemble``): one checkpoint,
+    or K in ``folds/<k>/`` whose raw logits are averaged before calibration."""
     from willis.calibration import Calibration
     from willis.models.checkpoint import load_model
+    from willis.models.ensemble import FoldEnsemble, member_dirs
 
-    for name in ("model.pt", "meta.json", "calibration.json"):
-        if not (family_dir / name).is_file():
-            raise BundleError(f"{family_dir / name}: missing from the model bundle")
+    if not (family_dir / "calibration.json").is_file():
+        raise BundleError(f"{family_dir / 'calibration.json'}: missing from the model bundle")
     try:
-        model, meta = load_model(family_dir, device)
+        members = member_dirs(family_dir)
+    except (FileNotFoundError, ValueError) as e:
+        raise BundleError(f"{family_dir}: {e}") from e
+    for d in members:
+        for name in ("model.pt", "meta.json"):
+            if not (d / name).is_file():
+                raise BundleError(f"{d / name}: missing from the model bundle")
+    try:
+        loaded = [load_model(d, device) for d in members]
         calibration = Calibration.load(family_dir / "calibration.json")
     except Exception as e:  # noqa: BLE001 - re-raised with the bundle path and the cause chained
         raise BundleError(f"{family_dir}: cannot load model/calibration: {e}") from e
+    meta = loaded[0][1]
+    for d, (_, m) in zip(members[1:], loaded[1:]):
+        for key in ("labels", "modalities", "channels", "size", "instances", "project"):
+            if m.get(key) != meta.get(key):
+                raise BundleError(f"{d}/meta.json: {key} differs from {members[0]}/meta.json: the fold models "
+                                  f"of one family must take the same inputs")
+    model = loaded[0][0] if len(loaded) == 1 else FoldEnsemble([m for m, _ in loaded]).eval()
     model.eval()
     if str(device).startswith("cuda"):
         _warm_up(model, meta)
@@ -145,8 +164,8 @@ def load_bundle(models_dir: str | Path | None = None, device: str = "auto") -> B
             continue
         bundle.families[family] = _load_family(family_dir, family, dev)
     if not bundle.families:
-        raise BundleError(f"{path}: no model bundle here (expected {'/, '.join(FAMILIES)}/ with model.pt, "
-                          f"meta.json, calibration.json); set --models or ${ENV_MODELS}")
+        raise BundleError(f"{path}: no model bundle here (expected {'/, '.join(FAMILIES)}/ with calibration.json "
+                          f"and folds/<k>/model.pt + meta.json); set --models or ${ENV_MODELS}")
     LOG.info("loaded model bundle %s (%s) on %s", path, ", ".join(bundle.families), dev)
     _BUNDLES[key] = bundle
     return bundle

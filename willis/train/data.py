@@ -26,6 +26,7 @@ from willis.labels import LABELS, PRESENT_INDEX
 from willis.models.checkpoint import modality_vocab
 from willis.projections.store import load_family, open_store
 from willis.projections.targets import LOCALIZER_INPUTS, fine_points, localizer_targets, visible
+from willis.splits import assign_folds
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +85,25 @@ def data_hash(uids, split, y, modality, store_attrs: dict, attn_target) -> str:
     return h.hexdigest()
 
 
+def with_fold_split(rows: pd.DataFrame, fold: int, folds: int, seed: int) -> pd.DataFrame:
+    """``rows`` (one family's train + val series) with ``split`` set for fold ``fold`` of ``folds``:
+    unchanged for one fold; else 'val' for the rows in that fold, 'train' for the others."""
+    if not 0 <= fold < folds:
+        raise ValueError(f"fold {fold} outside 0..{folds - 1} (folds: {folds})")
+    if folds == 1:
+        return rows
+    which = assign_folds(rows, folds, seed)
+    return rows.assign(split=np.where(which.to_numpy() == fold, "val", "train"))
+
+
 def load_family_data(family: str, store_path: str | Path, index_dir: str | Path, smoke: bool = False,
-                     ram_limit_gb: float = 8.0, fine: bool = False) -> FamilyData:
+                     ram_limit_gb: float = 8.0, fold: int = 0, folds: int = 1, seed: int = 0,
+                     fine: bool = False) -> FamilyData:
     """Join labels, store and localizers for the train/val series of ``family``.
 
+    ``folds`` = 1: the index's train / val split. ``folds`` = K > 1: the family's train + val series
+    are cut into K patient-grouped, stratified folds (``willis.splits.assign_folds`` with ``seed``)
+    and fold ``fold`` is the validation split, the other K - 1 the training split.
     ``fine=True`` also reads the fine slabs and maps the localizers into them (``fine_cnn``)."""
     store_path, index_dir = Path(store_path), Path(index_dir)
     table = read_index(index_dir, "series", require=SPLIT_LABEL_COLUMNS)
@@ -96,6 +112,7 @@ def load_family_data(family: str, store_path: str | Path, index_dir: str | Path,
     rows = table[(table["family"] == family) & table["split"].isin(SPLITS)]
     if smoke:
         rows = rows[rows["smoke"].astype(bool)]
+    rows = with_fold_split(rows, fold, folds, seed)
     g = open_store(store_path)
     attrs = g.attrs.asdict()
     complete = dict(zip(attrs["series_uids"], attrs["complete"]))

@@ -154,16 +154,18 @@ def _finite_or_none(v):
 
 def train_fine_family(p: TrainParams, *, family: str, store_path: str | Path, index_dir: str | Path,
                       model_dir: str | Path, report_dir: str | Path, seed: int, smoke: bool,
-                      data: FamilyData | None = None) -> dict:
+                      data: FamilyData | None = None, fold: int = 0, folds: int = 1) -> dict:
     """``train_family`` for ``fine_cnn``: the same arguments, outputs and summary."""
     from dvclive import Live  # imported here: dvclive pulls in DVC, slow to import for predict()
 
     t0 = time.perf_counter()
+    fold_seed = seed  # the folds follow the global seed, never a per-family training seed
     seed = seed if p.seed is None else p.seed
     torch.set_num_threads(p.threads)
     device = resolve_device(p.device)
     if data is None:
-        data = load_family_data(family, store_path, index_dir, smoke=smoke, ram_limit_gb=p.ram_limit_gb, fine=True)
+        data = load_family_data(family, store_path, index_dir, smoke=smoke, ram_limit_gb=p.ram_limit_gb,
+                                fold=fold, folds=folds, seed=fold_seed, fine=True)
     if data.fine is None:
         raise ValueError(f"{family}: fine_cnn needs the store's fine slabs (load_family_data(fine=True))")
     tr, va = data.index("train"), data.index("val")
@@ -185,7 +187,7 @@ def train_fine_family(p: TrainParams, *, family: str, store_path: str | Path, in
         "family": family, "arch": arch_from_params(p, c, len(data.vocab), (k, size)), "labels": list(LABELS),
         "modalities": data.vocab, "inputs": ["fine"],
         "channels": data.fine_channels, "size": int(size), "instances": int(k),
-        "project": data.store_params, "params": dataclasses.asdict(p), "seed": seed, "smoke": smoke,
+        "project": data.store_params, "params": dataclasses.asdict(p), "seed": seed, "smoke": smoke, "fold": fold, "folds": folds,
         "data_hash": data.data_hash, "prior": prior, "best_epoch": best["epoch"] + 1,
         "val_score": _finite_or_none(best["score"]),
         "val_auc": {name: _finite_or_none(v) for name, v in best["auc"].items()},

@@ -143,7 +143,7 @@ class _NoLive:
 
 def train_family(p: TrainParams, *, family: str, store_path: str | Path, index_dir: str | Path,
                  model_dir: str | Path, report_dir: str | Path, seed: int, smoke: bool,
-                 data: FamilyData | None = None) -> dict:
+                 data: FamilyData | None = None, fold: int = 0, folds: int = 1) -> dict:
     """Train ``family`` with its section ``p`` (``train.<family>``); return a summary dict.
 
     ``seed`` is the global seed (used unless ``p.seed`` is set), ``smoke`` the top-level switch
@@ -151,21 +151,25 @@ def train_family(p: TrainParams, *, family: str, store_path: str | Path, index_d
     val_logits.parquet}`` and dvclive logs in ``report_dir`` (``metrics.json``, ``plots/metrics``).
     ``data`` may be passed preloaded (benchmarks, the on/off comparison) to skip re-reading the
     store. Under ``torchrun`` it trains data-parallel (``willis.train.distributed``) and only rank 0 writes.
+    ``fold`` of ``folds``: the cross-validation fold whose series are the validation split
+    (``willis.train.data.with_fold_split``; folds are cut with the global ``seed``).
     """
     if p.model == "fine_cnn":  # crops of the fine slabs: its own loop, the same outputs
         from willis.train.fine_fit import train_fine_family
         return train_fine_family(p, family=family, store_path=store_path, index_dir=index_dir, model_dir=model_dir,
-                                 report_dir=report_dir, seed=seed, smoke=smoke, data=data)
+                                 report_dir=report_dir, seed=seed, smoke=smoke, data=data, fold=fold, folds=folds)
     from dvclive import Live  # imported here: dvclive pulls in DVC, slow to import for predict()
 
     t0 = time.perf_counter()
+    fold_seed = seed  # the folds follow the global seed, never a per-family training seed
     seed = seed if p.seed is None else p.seed  # a per-family training seed: seed-variance studies
     _seed_everything(seed)
     torch.set_num_threads(p.threads)
     info, device = distributed.setup(resolve_device(p.device))
     try:
         if data is None:
-            data = load_family_data(family, store_path, index_dir, smoke=smoke, ram_limit_gb=p.ram_limit_gb)
+            data = load_family_data(family, store_path, index_dir, smoke=smoke, ram_limit_gb=p.ram_limit_gb,
+                                    fold=fold, folds=folds, seed=fold_seed)
         tr, va = data.index("train"), data.index("val")
         if len(tr) < 2 or len(va) < 1:
             raise ValueError(f"{family}: {len(tr)} training and {len(va)} validation series usable "
@@ -244,7 +248,7 @@ def train_family(p: TrainParams, *, family: str, store_path: str | Path, index_d
                 "family": family, "arch": arch, "labels": list(LABELS), "modalities": data.vocab,
                 "channels": data.channels, "size": data.size, "instances": data.instances,
                 "project": data.store_params,
-                "params": dataclasses.asdict(p), "seed": seed, "smoke": smoke,
+                "params": dataclasses.asdict(p), "seed": seed, "smoke": smoke, "fold": fold, "folds": folds,
                 "data_hash": data.data_hash, "prior": prior, "best_epoch": best["epoch"] + 1,
                 "val_score": _finite_or_none(best["score"]),
                 "val_auc": {k: _finite_or_none(v) for k, v in best["auc"].items()},  # None: no positives

@@ -44,7 +44,7 @@ from willis.projections.windows import channel_names, fine_windows, series_windo
 
 log = logging.getLogger(__name__)
 
-LOCATE_CACHE_BYTES = 24 << 20   # the locate pass's frames kept for the main pass (a thick-slice series: all of them)
+LOCATE_CACHE_BYTES = 16 << 20   # the locate pass's frames kept for the main pass (a thick-slice series: all of them)
 
 
 class ProjectionError(RuntimeError):

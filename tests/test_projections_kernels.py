@@ -194,3 +194,25 @@ def test_cow_erosions_equal_binary_erosion_by_disk_and_ball():
             r = max(1, int(round(mm / 4.0)))
             np.testing.assert_array_equal(_erode_layers(m, mm, 4.0), ref_layers(m, r), err_msg=f"{t} {mm}")
             np.testing.assert_array_equal(_erode_ball(m, mm, 4.0), ref_ball(m, r), err_msg=f"{t} {mm}")
+
+
+def test_percentile_sample_reads_numpys_inverted_cdf_off_the_sorted_sample():
+    from willis.projections.windows import PercentileSample
+
+    for n in (1, 2, 7, 1000, 12345):
+        pct = PercentileSample()
+        pct.add(RNG.gamma(2.0, 300.0, (1, n)).astype(np.float32) + 1)
+        for q in (0, 0.5, 1, 5, 50, 95, 99, 99.9, 99.95, 99.99, 100, 100 / 3, 12.5):
+            assert pct.percentile(q) == float(np.percentile(pct.values(), q, method="inverted_cdf")), (n, q)
+
+
+def test_tophats_equal_scipy_grey_closing_and_opening():
+    for _ in range(30):
+        h, w = RNG.integers(1, 90, 2)
+        x = (RNG.random((h, w), dtype=np.float32) * 1000).astype(np.float32)
+        size = (int(RNG.choice([3, 5, 7, 9, 17, 33])), int(RNG.choice([3, 5, 9, 17])))
+        out = np.empty_like(x)
+        K.tophat_into(x, size[0], size[1], True, out)
+        np.testing.assert_array_equal(out, ndimage.grey_closing(x, size=size) - x, err_msg=f"{(h, w)} {size}")
+        K.tophat_into(x, size[0], size[1], False, out)
+        np.testing.assert_array_equal(out, x - ndimage.grey_opening(x, size=size), err_msg=f"{(h, w)} {size}")

@@ -27,13 +27,12 @@ Memory: 4 float32 accumulators per view of ``K_f x (box / cell)^2`` cells (~70 M
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from willis.projections.bone import OPEN_MM
 from willis.projections.finebox import FineBox
 from willis.projections.geometry import X, Y, Z, AxisGrid, SeriesGeometry, pool_max
 from willis.projections.kernels import (fine_direct, mean_into, resample_into, scatter_add, scatter_count, scatter_max,
-                                        suppress_into, to_uint8_into, window_into, window_uint8)
+                                        suppress_into, to_uint8_into, tophat_into, window_into, window_uint8)
 from willis.projections.scatter import BinnedView, Buffers, Placer, fill_gaps, flat_index
 from willis.projections.views import FINE_AXES, VIEWS
 from willis.projections.windows import HU_AIR, Window, apply_window
@@ -193,7 +192,7 @@ class FineAccumulator:
                           self.dilate[0], self.dilate[1], np.float32(HU_AIR), second)
             window_into(second, float(w.lo), float(w.hi - w.lo), win)
         else:
-            np.subtract(ndimage.grey_closing(q, size=self.tophat), q, out=second)
+            tophat_into(q, self.tophat[0], self.tophat[1], True, second)   # grey_closing(q) - q
             window_into(q, float(w.lo), float(w.hi - w.lo), win)
         return q, second, win
 

@@ -454,3 +454,85 @@ def to_uint8_into(src, out):
                 elif x > 1.0:
                     x = np.float32(1.0)
                 out[k, r, c] = np.uint8(np.rint(np.float32(x * np.float32(255.0))))
+
+
+# ---------------------------------------------------------------- grey morphology (scipy.ndimage.grey_closing / grey_opening)
+
+@njit(**JIT)
+def _max0(x, r, out):
+    """Max over the rows within ``r`` of each row, clamped at the edges (``mode="reflect"`` gives the
+    same for a max: the mirrored values are in the window anyway); vectorised along the rows."""
+    h, w = x.shape
+    for i in range(h):
+        lo = max(0, i - r)
+        hi = min(h, i + r + 1)
+        orow = out[i]
+        first = x[lo]
+        for j in range(w):
+            orow[j] = first[j]
+        for k in range(lo + 1, hi):
+            row = x[k]
+            for j in range(w):
+                orow[j] = row[j] if row[j] > orow[j] else orow[j]
+
+
+@njit(**JIT)
+def _max1(x, r, out):
+    """As ``_max0`` along each row: van Herk / Gil-Werman block maxima (three passes whatever ``r``)."""
+    h, w = x.shape
+    s = 2 * r + 1
+    n = w + 2 * r                                   # the row padded by r each side with -inf
+    g = np.full(n, -np.inf, np.float32)             # running max from each block's start
+    b = np.full(n, -np.inf, np.float32)             # ... and from its end
+    for i in range(h):
+        row = x[i]
+        g[r:r + w] = row
+        b[r:r + w] = row
+        c = 0
+        for p in range(n):
+            if c == 0:
+                cur = g[p]
+            else:
+                cur = g[p] if g[p] > cur else cur
+            g[p] = cur
+            c = c + 1 if c + 1 < s else 0
+        last = n - 1
+        top = (last // s) * s                       # start of the last (maybe short) block
+        for start in range(top, -1, -s):
+            end = min(start + s, n) - 1
+            cur = b[end]
+            for p in range(end - 1, start - 1, -1):
+                cur = b[p] if b[p] > cur else cur
+                b[p] = cur
+        orow = out[i]
+        for j in range(w):
+            u, v = b[j], g[j + s - 1]
+            orow[j] = u if u > v else v
+        g[:r] = -np.inf
+        g[r + w:] = -np.inf
+        b[:r] = -np.inf
+        b[r + w:] = -np.inf
+
+
+@njit(**JIT)
+def _maxbox(x, r0, r1, out):
+    t = np.empty(x.shape, np.float32)
+    _max0(x, r0, t)
+    _max1(t, r1, out)
+
+
+@njit(**JIT)
+def tophat_into(x, s0, s1, black, out):
+    """Black top-hat ``grey_closing(x, (s0, s1)) - x`` (``black``) or white ``x - grey_opening(x, (s0, s1))``,
+    float32 (h, w), odd sizes, as scipy.ndimage: a closing is a max filter then a min filter over the
+    centred box (an opening the reverse); a min filter is ``-max(-x)`` (exact)."""
+    r0, r1 = s0 // 2, s1 // 2
+    t = np.empty(x.shape, np.float32)
+    if black:
+        _maxbox(x, r0, r1, t)                        # dilation
+        _maxbox(-t, r0, r1, out)                     # erosion = -out
+        out[:, :] = -out - x
+    else:
+        _maxbox(-x, r0, r1, t)                       # erosion = -t
+        _maxbox(-t, r0, r1, out)                     # dilation of the erosion
+        out[:, :] = x - out

@@ -31,12 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from willis.dicom.frames import iter_frames
 from willis.projections.bone import OPEN_MM, suppress_bone
 from willis.projections.geometry import SeriesGeometry, pool_max
-from willis.projections.kernels import scatter_above, scatter_add, scatter_count, scatter_max
+from willis.projections.kernels import scatter_above, scatter_add, scatter_count, scatter_max, tophat_into
 from willis.projections.scatter import Placer, fill_gaps
 from willis.projections.windows import PercentileSample
 
@@ -169,8 +168,12 @@ def locate_pass(files: pd.DataFrame, root, geom: SeriesGeometry, family: str, lo
             scatter_above(bone, idx, v, thr)
         else:
             scatter_max(vmax, idx, v)
-            scatter_max(dark, idx, (ndimage.grey_closing(p, size=top_hat) - p).ravel())
-            scatter_max(bright, idx, (p - ndimage.grey_opening(p, size=top_hat)).ravel())
+            pc = np.ascontiguousarray(p)
+            th = np.empty(pc.shape, np.float32)
+            tophat_into(pc, top_hat[0], top_hat[1], True, th)          # grey_closing(p) - p
+            scatter_max(dark, idx, th.ravel())
+            tophat_into(pc, top_hat[0], top_hat[1], False, th)         # p - grey_opening(p)
+            scatter_max(bright, idx, th.ravel())
             pct.add(frame)                                              # type: ignore[union-attr]
         frames += 1
     shape = (int(n[2]), int(n[1]), int(n[0]))

@@ -20,6 +20,10 @@ At the end each accumulator is resampled (``render.resample``: max-pool anti-ali
 linear) onto the ``F x F`` display grid of its view and windowed into uint8 channels
 (``windows.fine_windows``): ``(3, K_f, C_f, F, F)``.
 
+Steps 2-4 and the render run in compiled kernels (``kernels``: bone mask, top-hat, window, the
+three views' update, resampling, uint8 windows), equal bit for bit to their numpy formulation; an
+axis-aligned frame costs ~0.5 ms for a 330 x 330 crop (it was ~2.3 ms in numpy).
+
 Memory: 4 float32 accumulators per view of ``K_f x (box / cell)^2`` cells (~70 MB at the default
 136 mm box and ~0.47 mm pixels) and one frame, whatever the series length.
 """

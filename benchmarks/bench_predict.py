@@ -9,6 +9,7 @@ RSS is predict's alone): model-bundle load, then ``--repeats`` times a bare deco
 (``scan_series`` + ``willis.dicom.frames.iter_frames`` over every slice: the pipeline's decode) and a
 full ``predict()``. Printed: medians (first call, with CUDA/cuDNN warm-up, shown apart) of
 
+    bare      dcmread + pixel_array of every file (pydicom alone: the floor the issue compares with)
     scan      header scan (index.scan_series)
     check     test decodes of 3 frames (decode_check.check_series)
     decode    bare decode of every slice (measured apart, same code as the projection's)
@@ -102,6 +103,7 @@ def _rss_mb() -> float:
 
 def child(series: Path, models: Path, device: str, repeats: int) -> dict:
     """Runs in a fresh process: load, then repeats x (bare decode pass, predict)."""
+    import pydicom
     import torch
 
     from willis import predict as P
@@ -118,6 +120,10 @@ def child(series: Path, models: Path, device: str, repeats: int) -> dict:
     runs = []
     for _ in range(repeats):
         t = time.perf_counter()
+        for f in sorted(series.iterdir()):   # the bare decode of every file (pydicom), as bench_project's
+            pydicom.dcmread(f).pixel_array
+        bare = time.perf_counter() - t
+        t = time.perf_counter()
         _, files = scan_series(series, series.parent)
         n = sum(1 for _ in iter_frames(files, series.parent))  # one frame at a time, discarded
         decode = time.perf_counter() - t
@@ -125,6 +131,7 @@ def child(series: Path, models: Path, device: str, repeats: int) -> dict:
         s = dict(df.attrs["seconds"])
         s["decode"] = decode - s.get("scan", 0.0)   # scan measured inside predict too; keep decode alone
         s["proj_only"] = s.get("project", float("nan")) - s["decode"]
+        s["bare"] = bare
         runs.append({"status": df.attrs["status"], "frames": n, "seconds": s})
     out = {"device": bundle.device, "load_s": load_s, "rss_start_mb": rss_start, "rss_loaded_mb": rss_loaded,
            "rss_peak_mb": _rss_mb(), "runs": runs}
@@ -166,7 +173,7 @@ def main() -> int:
         r = json.loads(res.stdout.strip().splitlines()[-1])
 
     runs = r["runs"]
-    keys = ["scan", "check", "decode", "project", "proj_only", "model", "total"]
+    keys = ["bare", "scan", "check", "decode", "project", "proj_only", "model", "total"]
     first, rest = runs[0]["seconds"], [x["seconds"] for x in runs[1:]] or [runs[0]["seconds"]]
     med = {k: statistics.median(x[k] for x in rest) for k in keys}
     print(f"device: {r['device']}{' (' + r['gpu'] + ')' if 'gpu' in r else ''}; bundle load {r['load_s']:.2f} s; "
@@ -177,7 +184,8 @@ def main() -> int:
     if med["proj_only"] < 0:
         print("note: proj_only < 0: decode and project are separate passes; on a busy machine their noise "
               "exceeds the projection's own cost (use more --repeats or an idle machine)")
-    print(f"ratios: project/decode {med['project'] / med['decode']:.2f}; total/decode {med['total'] / med['decode']:.2f}; "
+    print(f"ratios: total/bare decode {med['total'] / med['bare']:.2f} (bare: dcmread + pixel_array of every file; goal <= 1.5); "
+          f"project/decode {med['project'] / med['decode']:.2f}; total/decode {med['total'] / med['decode']:.2f}; "
           f"total/{GOAL_GPU_S:g} s goal {med['total'] / GOAL_GPU_S:.2f}; total/{KAGGLE_AVG_S:g} s Kaggle average "
           f"{med['total'] / KAGGLE_AVG_S:.2f}")
     print(f"peak RSS: {r['rss_start_mb']:.0f} MB with torch imported, {r['rss_loaded_mb']:.0f} MB after loading models, "

@@ -30,6 +30,7 @@ import numpy as np
 
 from willis.projections.bone import OPEN_MM, suppress_bone
 from willis.projections.geometry import X, Y, Z, SeriesGeometry, pool_max
+from willis.projections.kernels import coarse_update, scatter_max
 from willis.projections.scatter import BinnedView, Buffers, Placer, fill_gaps, flat_index
 from willis.projections.windows import PercentileSample
 
@@ -104,6 +105,8 @@ class Accumulator:
         self.open_px = tuple(int(OPEN_MM // c) for c in cells)
         self.bone_hu = bone_hu
         self.n = 0
+        self._sup: np.ndarray | None = None
+        self._zeros: np.ndarray | None = None
 
     def add(self, order: int, frame: np.ndarray, ipp=None) -> None:
         """Feed one (rows, cols) frame; ``ipp`` (its ImagePositionPatient) is required for oblique series."""
@@ -117,7 +120,9 @@ class Accumulator:
             p = g.orient(frame)                                   # (g_u, g_v)
             self._update(self.raw, p, t)
             if self.suppressed is not None:
-                sup = suppress_bone(p, self.bone_hu, self.dilate_px, self.open_px)  # type: ignore[arg-type]
+                if self._sup is None or self._sup.shape != p.shape:
+                    self._sup = np.empty(p.shape, np.float32)
+                sup = suppress_bone(p, self.bone_hu, self.dilate_px, self.open_px, out=self._sup)  # type: ignore[arg-type]
                 self._update(self.suppressed, sup, t)
         self.n += 1
 
@@ -131,26 +136,26 @@ class Accumulator:
         if self.suppressed is not None:
             sets.append((self.suppressed, suppress_bone(p, self.bone_hu, self.dilate_px, self.open_px)))  # type: ignore[arg-type]
         for acc, values in sets:
-            flat_values = values.ravel()
+            flat_values = np.ascontiguousarray(values, np.float32).ravel()
             for buf, i in zip(acc.flat, idx):
-                np.maximum.at(buf, i, flat_values)
+                scatter_max(buf, i, flat_values)            # np.maximum.at
 
     def _update(self, acc: Views, p: np.ndarray, t: int) -> None:
+        """Max-update of the three views with one oriented slice (``kernels.coarse_update``)."""
         a_n = self.geom.a_n
-        if a_n == Z:      # p: (g_y, g_x)
-            np.maximum(acc.coronal[t], p.max(axis=0), out=acc.coronal[t])
-            np.maximum(acc.sagittal[t], p.max(axis=1), out=acc.sagittal[t])
+        if a_n == Z:      # p: (g_y, g_x): slabs[b] max= p, sagittal[t] max= p.max(1), coronal[t] max= p.max(0)
             b = self.bin_of_cell[t]
-            np.maximum(acc.slabs[b], p, out=acc.slabs[b])
-        elif a_n == Y:    # p: (g_z, g_x), t indexes y
-            np.maximum(acc.coronal, p, out=acc.coronal)
-            np.maximum(acc.sagittal[:, t], p.max(axis=1), out=acc.sagittal[:, t])
-            # (g_z, g_x) -> (B, g_x): max over the z-cells of each bin
-            np.maximum(acc.slabs[:, t, :], np.maximum.reduceat(p, self.bin_starts, axis=0), out=acc.slabs[:, t, :])
-        else:             # a_n == X, p: (g_z, g_y), t indexes x
-            np.maximum(acc.sagittal, p, out=acc.sagittal)
-            np.maximum(acc.coronal[:, t], p.max(axis=1), out=acc.coronal[:, t])
-            np.maximum(acc.slabs[:, :, t], np.maximum.reduceat(p, self.bin_starts, axis=0), out=acc.slabs[:, :, t])
+            coarse_update(p, acc.slabs[b], acc.sagittal[t], acc.coronal[t:t + 1], self._zero_rows(p.shape[0]))
+        elif a_n == Y:    # p: (g_z, g_x), t indexes y: coronal max= p, sagittal[:, t] max= p.max(1),
+            # slabs[:, t, :] max= the max over the z-cells of each bin (np.maximum.reduceat)
+            coarse_update(p, acc.coronal, acc.sagittal[:, t], acc.slabs[:, t, :], self.bin_of_cell)
+        else:             # a_n == X, p: (g_z, g_y), t indexes x: the same with coronal and sagittal swapped
+            coarse_update(p, acc.sagittal, acc.coronal[:, t], acc.slabs[:, :, t], self.bin_of_cell)
+
+    def _zero_rows(self, n: int) -> np.ndarray:
+        if self._zeros is None or len(self._zeros) != n:
+            self._zeros = np.zeros(n, np.int64)
+        return self._zeros
 
     def result(self) -> Accumulated:
         if self.geom.oblique:   # cells between two tilted slices: interpolate along the normal axis

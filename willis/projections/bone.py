@@ -10,16 +10,18 @@ lower) are bright, so a plain MIP hides the circle of Willis behind the skull ba
    200-600 HU edges next to bone are not stretched by the highlight window;
 4. masked voxels become ``HU_AIR``; the max of these slices is a bone-suppressed angiogram.
 
-The morphology is a box (rectangle) footprint done with shifted boolean slices: on the pooled
-256 x 256 slice it costs ~30 microseconds, where ``skimage.morphology.dilation`` /
-``scipy.ndimage.maximum_filter`` take 0.5-1 ms, more than decoding the slice. The tests check it
-equals ``skimage.morphology`` with ``footprint_rectangle``.
+The morphology is a box (rectangle) footprint, separable: ``dilate_box`` / ``erode_box`` do it with
+shifted boolean slices (the reference; the tests check it equals ``skimage.morphology`` with
+``footprint_rectangle``), ``bone_mask`` / ``suppress_bone`` with the compiled equivalent
+(``kernels.bone_mask``: two passes per axis whatever the radius, ~0.1 ms on a 330 x 330 crop; the
+tests check it equals the composition of ``erode_box`` and ``dilate_box``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from willis.projections import kernels
 from willis.projections.windows import HU_AIR
 
 OPEN_MM = 1.0  # opening radius: bright specks narrower than ~2 mm (dense contrast, calcification) are not bone
@@ -48,19 +50,17 @@ def erode_box(mask: np.ndarray, r0: int, r1: int) -> np.ndarray:
 
 
 def bone_mask(hu: np.ndarray, bone_hu: float, dilate_px: tuple[int, int], open_px: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """bool mask of bone (and its rim) in one 2-D HU slice; radii per axis in pixels."""
-    m = hu > np.float32(bone_hu)
-    if not m.any():
-        return m
-    if max(open_px) > 0:
-        m = erode_box(m, *open_px)
-    # the opening's dilation and the rim dilation in one go: radius open + rim
-    return dilate_box(m, open_px[0] + dilate_px[0], open_px[1] + dilate_px[1])
+    """bool mask of bone (and its rim) in one 2-D HU slice; radii per axis in pixels.
+
+    ``hu > bone_hu``, opened by ``open_px`` (``erode_box``; the opening's dilation and the rim
+    dilation in one ``dilate_box`` of radius open + rim), compiled (``kernels.bone_mask``)."""
+    return kernels.bone_mask(hu, np.float32(bone_hu), int(open_px[0]), int(open_px[1]), int(dilate_px[0]), int(dilate_px[1]))
 
 
-def suppress_bone(hu: np.ndarray, bone_hu: float, dilate_px: tuple[int, int], open_px: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """Copy of the 2-D HU slice with bone and its rim set to ``HU_AIR``."""
-    m = bone_mask(hu, bone_hu, dilate_px, open_px)
-    if not m.any():
-        return hu
-    return np.where(m, np.float32(HU_AIR), hu)
+def suppress_bone(hu: np.ndarray, bone_hu: float, dilate_px: tuple[int, int], open_px: tuple[int, int] = (0, 0),
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """Copy of the 2-D float32 HU slice with bone and its rim set to ``HU_AIR`` (into ``out`` if given)."""
+    out = np.empty(hu.shape, np.float32) if out is None else out
+    kernels.suppress_into(hu, np.float32(bone_hu), int(open_px[0]), int(open_px[1]), int(dilate_px[0]), int(dilate_px[1]),
+                          np.float32(HU_AIR), out)
+    return out

@@ -115,17 +115,29 @@ def evidence(grid: LocateGrid, family: str, modality: str, deep: np.ndarray) -> 
 
 
 def _erode_layers(mask: np.ndarray, mm: float, cell: float) -> np.ndarray:
-    """2-D erosion of each axial layer by a disk of ``mm``; outside the scanned box counts as head."""
+    """2-D erosion of each axial layer by a disk of ``mm``; outside the scanned box counts as head.
+
+    ``binary_erosion`` by the disk of integer offsets within ``r + 1e-6`` cells, computed as the
+    layer's Euclidean distance transform ``> r`` (a cell survives when every non-head cell is more
+    than ``r`` away: squared distances are integers, so the two agree exactly; ~20x faster)."""
     r = max(1, int(round(mm / cell)))
-    disk = np.hypot(*np.mgrid[-r:r + 1, -r:r + 1]) <= r + 1e-6
-    return ndimage.binary_erosion(mask, structure=disk[None], border_value=1)
+    out = np.zeros_like(mask)
+    for z in range(mask.shape[0]):
+        m = mask[z]
+        if m.all():                       # no non-head cell in the layer (the transform has no zero to measure from)
+            out[z] = True
+        elif m.any():
+            out[z] = ndimage.distance_transform_edt(m) > r
+    return out
 
 
 def _erode_ball(mask: np.ndarray, mm: float, cell: float) -> np.ndarray:
-    """3-D erosion by a ball of ``mm`` (cells at least that far from the head's surface, in any direction)."""
+    """3-D erosion by a ball of ``mm`` (cells at least that far from the head's surface, in any direction):
+    as ``_erode_layers``, the 3-D distance transform ``> r``."""
     r = max(1, int(round(mm / cell)))
-    ball = np.sqrt((np.mgrid[-r:r + 1, -r:r + 1, -r:r + 1] ** 2).sum(axis=0)) <= r + 1e-6
-    return ndimage.binary_erosion(mask, structure=ball, border_value=1)
+    if mask.all():
+        return mask.copy()
+    return ndimage.distance_transform_edt(mask) > r
 
 
 def _layer_centroids(mask: np.ndarray, xc: np.ndarray, yc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -31,11 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from willis.dicom.frames import iter_frames
 from willis.projections.bone import OPEN_MM, suppress_bone
 from willis.projections.geometry import SeriesGeometry, pool_max
+from willis.projections.kernels import scatter_above, scatter_add, scatter_count, scatter_max, tophat_into
 from willis.projections.scatter import Placer, fill_gaps
 from willis.projections.windows import PercentileSample
 
@@ -66,6 +66,37 @@ class LocateGrid:
         return np.isfinite(self.mean)
 
 
+class FrameCache:
+    """The locate pass's decoded frames, kept (copied) up to ``budget`` bytes, by ``order``: the main
+    pass reads these from memory instead of decoding them again (``frames``). Bounded whatever the
+    series length; the main pass sees the same frames in the same order either way."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = int(budget)
+        self.used = 0
+        self.frames: dict[int, tuple[object, np.ndarray]] = {}
+
+    def offer(self, row, frame: np.ndarray) -> None:
+        if self.used + frame.nbytes <= self.budget:
+            self.frames[int(row.order)] = (row, frame.copy())
+            self.used += frame.nbytes
+
+    def iter_frames(self, files: pd.DataFrame, root, errors: list | None = None):
+        """``willis.dicom.frames.iter_frames(files, root, errors, reuse=True)``, the kept frames held here not decoded."""
+        kept = files[files["keep"]].sort_values("order")
+        rest = kept[~kept["order"].isin(list(self.frames))]
+        decoded = iter_frames(rest, root, errors=errors, reuse=True)
+        pending = next(decoded, None)
+        for order in kept["order"].to_numpy():
+            o = int(order)
+            if o in self.frames:
+                yield self.frames[o]
+            elif pending is not None and int(pending[0].order) == o:
+                yield pending
+                pending = next(decoded, None)
+            # else: that frame's file failed to decode (in ``errors``)
+
+
 def sample_frames(files: pd.DataFrame, geom: SeriesGeometry, step_mm: float) -> pd.DataFrame:
     """The kept rows of ``files`` the locate pass reads: greedy, at least ``step_mm`` apart along the normal."""
     kept = files[files["keep"]].sort_values("order")
@@ -91,8 +122,11 @@ def scanned_box(geom: SeriesGeometry, files: pd.DataFrame) -> tuple[np.ndarray, 
 
 
 def locate_pass(files: pd.DataFrame, root, geom: SeriesGeometry, family: str, locate_mm: float,
-                bone_hu: float, bone_dilate_mm: float, errors: list | None = None) -> LocateGrid:
-    """Read the sampled frames once and fill the locate grid (see the module docstring)."""
+                bone_hu: float, bone_dilate_mm: float, errors: list | None = None,
+                keep: "FrameCache | None" = None) -> LocateGrid:
+    """Read the sampled frames once and fill the locate grid (see the module docstring).
+
+    ``keep``: the decoded frames are offered to it (the main pass then reads them from memory)."""
     sampled = sample_frames(files, geom, locate_mm)
     lo, hi = scanned_box(geom, files)
     cell = max(locate_mm, float(np.max(hi - lo)) / LOCATE_MAX_CELLS)
@@ -115,20 +149,31 @@ def locate_pass(files: pd.DataFrame, root, geom: SeriesGeometry, family: str, lo
     opening = tuple(int(OPEN_MM // m) for m in (mm_i, mm_j))
     top_hat = tuple(max(3, int(round(LOCATE_TOPHAT_MM / m)) | 1) for m in (mm_i, mm_j))
     frames = 0
-    for row, frame in iter_frames(sampled, root, errors=errors):
+    thr = np.float32(bone_hu)
+    sup = None
+    for row, frame in iter_frames(sampled, root, errors=errors, reuse=True):
+        if keep is not None:
+            keep.offer(row, frame)
         p = pool_max(pool_max(frame, f_i, 0), f_j, 1)                 # (g_i, g_j), frame orientation
         cells, valid = placer.cells(row.ipp)
         idx = np.where(valid, (cells[2] * n[1] + cells[1]) * n[0] + cells[0], size).ravel()
-        v = p.ravel()
-        np.add.at(count, idx, 1.0)
-        np.add.at(total, idx, v.astype(np.float64))
+        v = np.ascontiguousarray(p).ravel()
+        # np.add.at / np.maximum.at, compiled (kernels): the same sums in the same order
+        scatter_count(count, idx)
+        scatter_add(total, idx, v.astype(np.float64))
         if ct:
-            np.maximum.at(vmax, idx, suppress_bone(p, bone_hu, dilate, opening).ravel())  # type: ignore[arg-type]
-            np.add.at(bone, idx, (v > bone_hu).astype(np.float32))
+            if sup is None or sup.shape != p.shape:
+                sup = np.empty(p.shape, np.float32)
+            scatter_max(vmax, idx, suppress_bone(p, bone_hu, dilate, opening, out=sup).ravel())  # type: ignore[arg-type]
+            scatter_above(bone, idx, v, thr)
         else:
-            np.maximum.at(vmax, idx, v)
-            np.maximum.at(dark, idx, (ndimage.grey_closing(p, size=top_hat) - p).ravel())
-            np.maximum.at(bright, idx, (p - ndimage.grey_opening(p, size=top_hat)).ravel())
+            scatter_max(vmax, idx, v)
+            pc = np.ascontiguousarray(p)
+            th = np.empty(pc.shape, np.float32)
+            tophat_into(pc, top_hat[0], top_hat[1], True, th)          # grey_closing(p) - p
+            scatter_max(dark, idx, th.ravel())
+            tophat_into(pc, top_hat[0], top_hat[1], False, th)         # p - grey_opening(p)
+            scatter_max(bright, idx, th.ravel())
             pct.add(frame)                                              # type: ignore[union-attr]
         frames += 1
     shape = (int(n[2]), int(n[1]), int(n[0]))

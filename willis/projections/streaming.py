@@ -8,8 +8,11 @@
    (``fine``: thin slabs on three axes at ``project.fine_mm_per_px``).
 
 Memory: one decoded frame and the bounded accumulators (``project.grid``, ``project.slab_bins``,
-the fine box, the locate grid), never the volume; flat in the number of slices. Cost: one decode
-of every frame plus the locate pass's sample (benchmarks/bench_project.py). Every decode goes
+the fine box, the locate grid), plus the locate pass's frames up to ``LOCATE_CACHE_BYTES``, never
+the volume; flat in the number of slices. Cost: one decode of every frame (the locate pass's
+sample is decoded once: its frames are kept for the main pass, within the budget; beyond it they
+are decoded again) and the per-slice work of the compiled kernels (``kernels``;
+benchmarks/bench_project.py). Every decode goes
 through ``willis.dicom.frames.iter_frames`` (all transfer syntaxes, Enhanced multi-frame), so
 every encoding of a phantom gives the same projection.
 
@@ -33,13 +36,15 @@ from willis.projections.cow import locate_cow
 from willis.projections.fine import FineAccumulator, fine_accumulator
 from willis.projections.finebox import FineBox, fine_dims
 from willis.projections.geometry import SeriesGeometry, series_geometry
-from willis.projections.locate import LocateGrid, locate_pass, scanned_box
+from willis.projections.locate import FrameCache, LocateGrid, locate_pass, scanned_box
 from willis.projections.render import render
 from willis.projections.roi import find_roi
 from willis.projections.store import Projection
 from willis.projections.windows import channel_names, fine_windows, series_windows
 
 log = logging.getLogger(__name__)
+
+LOCATE_CACHE_BYTES = 16 << 20   # the locate pass's frames kept for the main pass (a thick-slice series: all of them)
 
 
 class ProjectionError(RuntimeError):
@@ -55,12 +60,16 @@ def _get(row: Any, key: str, default: Any = None) -> Any:
 
 
 def accumulate_series(files: pd.DataFrame, root: str | Path, params: ProjectParams, family: str, uid: str = "?",
-                      fine: FineAccumulator | None = None, geom: SeriesGeometry | None = None) -> Accumulated:
-    """The main pass (tests compare its accumulators with np.max over the loaded volume); feeds ``fine`` too."""
+                      fine: FineAccumulator | None = None, geom: SeriesGeometry | None = None,
+                      cache: FrameCache | None = None) -> Accumulated:
+    """The main pass (tests compare its accumulators with np.max over the loaded volume); feeds ``fine`` too.
+
+    ``cache``: frames the locate pass kept (read from it, not decoded again)."""
     geom = geom or series_geometry(files, params.grid, uid)
     acc = Accumulator(geom, params.slab_bins, family, params.bone_hu, params.bone_dilate_mm)
     errors: list = []
-    for row, frame in iter_frames(files, root, errors=errors):
+    frames = cache.iter_frames(files, root, errors) if cache is not None else iter_frames(files, root, errors=errors, reuse=True)
+    for row, frame in frames:
         acc.add(int(row.order), frame, row.ipp)
         if fine is not None:
             fine.add(int(row.order), frame, row.ipp)
@@ -72,10 +81,10 @@ def accumulate_series(files: pd.DataFrame, root: str | Path, params: ProjectPara
 
 
 def locate(files: pd.DataFrame, root: str | Path, params: ProjectParams, family: str, modality: str,
-           geom: SeriesGeometry, uid: str = "?") -> tuple[LocateGrid, FineBox, dict]:
+           geom: SeriesGeometry, uid: str = "?", cache: FrameCache | None = None) -> tuple[LocateGrid, FineBox, dict]:
     """The locate pass and the fine box: (grid, box, the box's attrs: flag and evidence)."""
     errors: list = []
-    grid = locate_pass(files, root, geom, family, params.locate_mm, params.bone_hu, params.bone_dilate_mm, errors)
+    grid = locate_pass(files, root, geom, family, params.locate_mm, params.bone_hu, params.bone_dilate_mm, errors, cache)
     if grid.frames == 0:   # the main pass would decode nothing either (its skips are reported from there)
         raise ProjectionError(f"series {uid}: no frame decoded ({'; '.join(str(e) for e in errors[:3]) or 'no kept frames'})")
     found = locate_cow(grid, family, modality, params.bone_hu)
@@ -100,10 +109,12 @@ def project_series(series_row: Any, files: pd.DataFrame, root: str | Path, param
     modality = str(_get(series_row, "Modality", ""))
     try:
         geom = series_geometry(files, params.grid, uid)
-        grid, box, where = locate(files, root, params, family, modality, geom, uid)
+        cache = FrameCache(LOCATE_CACHE_BYTES)
+        grid, box, where = locate(files, root, params, family, modality, geom, uid, cache)
         fwin = fine_windows(family, grid.pct)
         fine = fine_accumulator(geom, files, box, family, fwin, params)
-        acc = accumulate_series(files, root, params, family, uid, fine=fine, geom=geom)
+        acc = accumulate_series(files, root, params, family, uid, fine=fine, geom=geom, cache=cache)
+        del cache
         acc.pct = grid.pct
         roi = find_roi(acc, family, params.size, params.roi_z_mm, params.roi_xy_mm, params.roi_margin_mm)
         windows = series_windows(family, acc.pct)

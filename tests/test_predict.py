@@ -201,7 +201,7 @@ def test_routes_to_the_family_model(data, bundle, monkeypatch, key, family, moda
 
     seen = []
     real = infer.infer_arrays
-    monkeypatch.setattr(infer, "infer_arrays", lambda m, meta, *a: seen.append((meta["family"], a[-1])) or real(m, meta, *a))
+    monkeypatch.setattr(infer, "infer_arrays", lambda m, meta, *a, **k: seen.append((meta["family"], a[-1])) or real(m, meta, *a, **k))
     df = _predict(data, key, bundle)
     assert seen == [(family, modality)]
     assert (df.attrs["family"], df.attrs["modality"]) == (family, modality)

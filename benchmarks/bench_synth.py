@@ -1,7 +1,7 @@
 """Benchmark: the synthetic series writer's fast path vs pydicom's ``Dataset.save_as`` per file, and
 the cost of one default series per modality, by part.
 
-Writes the same series (identical bytes, see tests/test_synth_dicom_writer.py) both ways, side by
+Writes the same series (identical bytes, see tests/synth/test_dicom_writer.py) both ways, side by
 side in one run, and prints median seconds over repeats and the ratio. Then renders default-profile
 series (``max_matrix`` 224, ``max_slices`` 96) and prints, per modality, the median seconds of the
 render (``acquire.render``: slab integration, coarse background, full-resolution vessels), the

@@ -8,7 +8,7 @@ import pandas as pd
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from test_index import csv_row, write_csv, write_one
+from index.test_tables import csv_row, write_csv, write_one
 
 from willis.decode_check import (DecodeCheckError, check_series, load_exclusions, run_decode_check, usable_uids)
 from willis.index import build_index, scan_series

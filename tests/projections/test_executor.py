@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_projections_phantoms import TARGET, geometry, small_params, write_phantom
+from projections.test_phantoms import TARGET, geometry, small_params, write_phantom
 
 from willis.index import build_index
 from willis.labels import CSV_COLUMNS, LABELS, PRESENT

@@ -25,7 +25,7 @@ from willis.synth.profiles import DEFAULT, HELDOUT, Acquisition
 from willis.synth.series import render_series
 
 SEED = 5
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _sample(vol: np.ndarray, geom, points) -> np.ndarray:

@@ -10,7 +10,7 @@ import yaml
 from willis.params import Params, ParamsError, load
 from willis.params.train import TrainParams
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _write(tmp_path, data):

@@ -25,7 +25,7 @@ from willis.projections.views import FINE_AXES, VIEWS
 from willis.projections.windows import CT_WINDOWS, FINE_CT_WINDOWS, apply_window, to_uint8
 
 # ../shared relative to the project root; WILLIS_REAL_DICOM overrides it (e.g. from a git worktree elsewhere)
-FIXTURES = Path(os.environ.get("WILLIS_REAL_DICOM") or Path(__file__).resolve().parents[1].parent / "shared/fixtures/real-dicom")
+FIXTURES = Path(os.environ.get("WILLIS_REAL_DICOM") or Path(__file__).resolve().parents[2].parent / "shared/fixtures/real-dicom")
 TILTED = FIXTURES / "ct-ge-gantry-tilt-variable-spacing"
 MIN_CORRELATION = 0.98
 COARSE = {"axial": (1, 0), "coronal": (2, 0), "sagittal": (2, 1)}   # view -> (row axis, col axis) of the coarse views

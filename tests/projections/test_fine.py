@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_projections_phantoms import files_table, geometry, small_params, write_phantom
+from projections.test_phantoms import files_table, geometry, small_params, write_phantom
 
 from willis.projections import patient_to_fine
 from willis.projections.streaming import project_series

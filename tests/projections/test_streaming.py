@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_projections_phantoms import TARGET, TARGET_R, geometry, small_params, write_phantom
+from projections.test_phantoms import TARGET, TARGET_R, geometry, small_params, write_phantom
 
 from willis.dicom.frames import iter_frames
 from willis.projections import patient_to_view
@@ -256,7 +256,7 @@ def test_roi_keeps_the_head_of_a_head_and_neck_scan(tmp_path):
     """Shoulders 150+ mm below the skull top are outside the ROI; the box hugs the head, not the body."""
     from willis.synth.dicom_writer import geometry_for, sample_world, write_series
 
-    from test_projections_phantoms import CT_VALUES, HEAD_R, files_table, head
+    from projections.test_phantoms import CT_VALUES, HEAD_R, files_table, head
 
     def head_and_body(x, y, z):
         v = head(CT_VALUES)(x, y, z)

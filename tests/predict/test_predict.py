@@ -27,7 +27,7 @@ from willis.params.train import TrainParams
 from willis.synth.dicom_writer import geometry_for, sample_world, write_series
 from willis.models.infer import infer_arrays
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Tiny projections so a series projects in well under a second on a busy core.
 PROJECT = ProjectParams(size=32, instances=4, grid=64, slab_bins=8, workers=1, montage_series=0)
 PRIORS = {"ct": np.linspace(0.02, 0.55, len(LABELS)), "mr": np.linspace(0.50, 0.03, len(LABELS))}

@@ -299,7 +299,7 @@ def test_stage_cli_writes_a_tiny_dataset(tmp_path):
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = tmp_path / "tiny"
     cmd = [sys.executable, "stages/synthesize.py", "--out", str(out), "--data-root", str(out), "--n-series", "2"]
     subprocess.run(cmd, cwd=root, check=True, capture_output=True)

@@ -19,7 +19,7 @@ from willis.params import build
 from willis.params.root import Params
 from willis.projections import Projection, create_store, finalize_store, write_projection
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 C, S, K = 2, 16, 2  # channels, MIP size, instances of the stub store
 EMPTY_LOC = 12      # "Other Posterior Circulation": no positive anywhere -> undefined AUC
 

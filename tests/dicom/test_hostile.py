@@ -102,7 +102,7 @@ def test_an_honest_deflated_multiframe_file_decodes_in_one_streamed_pass(tmp_pat
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
-    from test_predict import make_bundle
+    from predict.test_predict import make_bundle
 
     return make_bundle(tmp_path_factory.mktemp("bundle") / "models")
 

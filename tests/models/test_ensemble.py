@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import willis.predict as P
-from test_predict import PRIORS, PROJECT, UID, data  # noqa: F401  (data: the DICOM phantoms fixture)
+from predict.test_predict import PRIORS, PROJECT, UID, data  # noqa: F401  (data: the DICOM phantoms fixture)
 from train_fixtures import build_family
 from willis.calibration import Calibration
 from willis.labels import LABELS

@@ -18,7 +18,7 @@ from willis.models.infer import heat_maps_for, infer_arrays, logits_for
 from willis.models.logits import LOGIT_COLUMNS
 from willis.train.loop import train_family
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _params(family, **over):

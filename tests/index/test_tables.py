@@ -178,7 +178,7 @@ def test_index_stage_does_not_depend_on_the_smoke_param():
     """The smoke column is always written; depending on `smoke` would defeat DVC's run-cache."""
     import yaml
 
-    dvc = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())
+    dvc = yaml.safe_load((Path(__file__).resolve().parents[2] / "dvc.yaml").read_text())
     for stage in ("index", "decode_check"):
         params = dvc["stages"][stage]["params"]
         assert "smoke" not in params and not any(str(p).startswith("smoke") for p in params)

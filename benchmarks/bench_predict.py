@@ -72,15 +72,23 @@ def write_untrained_bundle(out: Path) -> Path:
     from willis.models.checkpoint import arch_from_params, build_model, modality_vocab, save_model
     from willis.params.project import ProjectParams
     from willis.params.train import TrainParams
-    from willis.projections.windows import channel_names
+    from willis.projections.finebox import fine_dims
+    from willis.projections.windows import channel_names, fine_channel_names
 
-    project, tp = ProjectParams(), TrainParams()
+    project, tp = ProjectParams(), TrainParams()   # the pipeline's defaults (params.yaml)
     for fam in ("ct", "mr"):
-        channels = channel_names(fam, project.vesselness)
-        arch = arch_from_params(tp, len(channels), len(modality_vocab(fam)))
+        if tp.model == "fine_cnn":   # reads the fine slabs: channels / size / instances describe them
+            channels = fine_channel_names(fam)
+            size, instances = fine_dims(project.fine_mm_per_px, project.fine_box_mm, project.fine_slab_mm)
+            arch = arch_from_params(tp, len(channels), len(modality_vocab(fam)), (instances, size))
+            inputs = {"inputs": ["fine"]}
+        else:
+            channels, size, instances = channel_names(fam, project.vesselness), project.size, project.instances
+            arch = arch_from_params(tp, len(channels), len(modality_vocab(fam)))
+            inputs = {}
         torch.manual_seed(0)
         meta = {"family": fam, "arch": arch, "labels": list(LABELS), "modalities": modality_vocab(fam),
-                "channels": channels, "size": project.size, "instances": project.instances,
+                "channels": channels, "size": size, "instances": instances, **inputs,
                 "params": dataclasses.asdict(tp), "data_hash": "bench", "project": dataclasses.asdict(project),
                 "prior": {lab: 0.1 for lab in LABELS}}
         save_model(out / fam, build_model(arch), meta)

@@ -55,9 +55,11 @@ def repo(tmp_path_factory) -> Path:
         shutil.copy2(ROOT / rel, dst / rel)
     params = yaml.safe_load((dst / "params.yaml").read_text())
     params["synthesize"].update(n_series=N_SERIES, max_matrix=64, max_slices=32)
-    params["project"].update(size=32, instances=4)
+    # the fine box at 1 mm (F = 64, K_f = 4) and small crops: the default model (fine_cnn) trains in seconds
+    params["project"].update(size=32, instances=4, fine_mm_per_px=1.0, fine_box_mm=64.0, fine_slab_mm=16.0)
     for fam in ("ct", "mr"):
-        params["train"][fam].update(epochs=2, smoke_epochs=1, input_size=32)
+        params["train"][fam].update(epochs=2, smoke_epochs=1, input_size=32, crop_size=32, crops_per_series=2,
+                                    width=8)
     params["evaluate"].update(bootstrap=50, worst_k=2)
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], dst)

@@ -70,7 +70,7 @@ def test_two_epochs_end_to_end_and_reload(fam, tmp_path, model):
 
 
 def test_deterministic_on_cpu(fam, tmp_path):
-    params = _params("mr")
+    params = _params("mr", model="mip_cnn")
     for run in ("a", "b"):
         _train(params, fam["store"], fam["index"], tmp_path / run, tmp_path / f"rep_{run}")
     sa = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
@@ -89,7 +89,7 @@ def test_no_validation_series_is_an_error_naming_the_family(fam, tmp_path):
     table.to_parquet(index / "series.parquet")
     fam["localizers"].to_parquet(index / "localizers.parquet")
     with pytest.raises(ValueError, match="mr: .* 0 validation"):
-        _train(_params("mr"), fam["store"], index, tmp_path / "m", tmp_path / "r")
+        _train(_params("mr", model="mip_cnn"), fam["store"], index, tmp_path / "m", tmp_path / "r")
 
 
 def test_heat_maps_learn_where_the_blob_is(tmp_path):

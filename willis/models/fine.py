@@ -18,9 +18,11 @@ Shapes::
 The network sees where it is: a vessel location is largely a position in the head (left MCA vs
 right MCA differ only by side), and a crop has lost the image border a plain CNN would use.
 
-Study logits (``FineModel``): per axis the strongest cell over all K slabs, then the mean over
-the three axes (a sac shows in all three); optionally averaged with the left-right mirrored
-series (flip TTA, Left/Right logits swapped back).
+Study logits (``FineModel``): every 3-D cell of the box adds the three views' cells that project
+through it, and the study logit is the strongest sum / 3 (``pool_3d``: a sac is a blob in all
+three views at one point, a vessel crossing a slab is a disc in one view and a line in the two
+others); optionally averaged with the left-right mirrored series (flip TTA, Left/Right logits
+swapped back).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from willis.params.schema import require
 @dataclass(frozen=True)
 class TrainParams:
     # --- model ----------------------------------------------------------------------------------
-    model: Literal["mip_cnn", "mil", "fine_cnn"] = "mip_cnn"   # fine_cnn: the fine circle-of-Willis slabs
+    model: Literal["mip_cnn", "mil", "fine_cnn"] = "fine_cnn"  # fine_cnn: the fine circle-of-Willis slabs
     backbone: str = "compact"           # "compact" (defined in willis/models/backbone.py) or a timm name
     backbone_weights: Optional[str] = None  # local weights file for a timm backbone; never downloaded
     width: int = 16                     # channels of the compact CNN's first stage (doubles per stage)
@@ -70,7 +70,7 @@ class TrainParams:
     val_every: int = 0                  # whole-series validation every N epochs (0: after the last only)
     tta: bool = True                    # flip test-time augmentation (Left/Right logits swapped back)
     # --- optimisation ---------------------------------------------------------------------------
-    epochs: int = 30
+    epochs: int = 60
     smoke_epochs: int = 3
     batch_size: int = 16
     lr: float = 1e-3

@@ -5,8 +5,8 @@ beside this one (``willis/params/<section>.py``); the machinery that builds and 
 ``willis.params.schema``. ``load()`` reads the file once and checks every key: an unknown key, a
 missing key or a value of the wrong type raises ``ParamsError`` with the dotted key name, e.g.
 ``params.yaml: train.ct.lr: expected float, got str ('fast')``. The defaults of the dataclasses
-equal the values ``params.yaml`` sets (``tests/test_params.py`` checks it), so code that builds a
-section without the file gets the pipeline's own defaults.
+equal the values ``params.yaml`` sets (``tests/params/test_schema.py`` checks it), so code that
+builds a section without the file gets the pipeline's own defaults.
 
     >>> from willis.params import load
     >>> p = load("params.yaml")

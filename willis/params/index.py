@@ -19,7 +19,7 @@ class IndexParams:
     # memory ceilings checked from each header before any pixel data is inflated or decoded
     # (willis/dicom/limits.py); a file above one is set aside with the key's name in its reason
     # (params sit on the ground floor beside dicom, so the defaults are repeated here as numbers;
-    # tests/test_params.py checks they equal willis.dicom.limits.DEFAULT_LIMITS)
+    # tests/params/test_schema.py checks they equal willis.dicom.limits.DEFAULT_LIMITS)
     max_frame_bytes: int = 256 * 2**20    # one decoded frame (rows x cols x samples x bytes)
     max_pixel_bytes: int = 1024 * 2**20   # all frames of one file
     max_frames: int = 32768               # frames of one file

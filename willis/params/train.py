@@ -2,7 +2,7 @@
 
 Every knob of the model, the loss, the sampler, the augmentation and the optimiser is here and in
 ``params.yaml`` (``train.ct``, ``train.mr``: every key, with the same values as the defaults below;
-``tests/test_params.py`` checks that they agree), so an experiment is
+``tests/params/test_schema.py`` checks that they agree), so an experiment is
 ``dvc exp run -S train.ct.lr=3e-4``, never a code edit.
 """
 

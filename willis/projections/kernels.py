@@ -3,7 +3,7 @@
 The per-slice work of ``accumulate``, ``fine`` and ``locate`` was a few dozen numpy calls per
 frame, each a full pass over the frame with a temporary; here each step is one loop over the
 pixels it needs. Every kernel computes exactly what the numpy code it replaces computes, in the
-same floating-point order (``tests/test_projections_kernels.py`` checks each against it):
+same floating-point order (``tests/projections/test_kernels.py`` checks each against it):
 
 * maxima are exact in any order;
 * sums keep numpy's order: a frame's own-view sum is one float32 add per frame;

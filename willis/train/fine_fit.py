@@ -40,6 +40,7 @@ from willis.train.data import FamilyData, load_family_data
 from willis.train.fine_crops import CropParams, make_batch
 from willis.train.heatmap import heat_loss
 from willis.train.sampler import epoch_indices, series_weights
+from willis.train.schedule import cosine_with_warmup
 from willis.train.score import score_parts, weighted_score
 
 log = logging.getLogger(__name__)
@@ -51,15 +52,6 @@ def crop_params(p: TrainParams) -> CropParams:
                       flip_p=p.flip_p, rotate_deg=p.affine_deg, zoom=p.affine_scale, gain=p.intensity,
                       gamma=p.aug_gamma, noise=p.aug_noise, blur_p=p.aug_blur_p, sigma=p.heat_sigma,
                       context=p.context_slabs)
-
-
-def cosine_with_warmup(warmup: int, total: int):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        t = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-    return f
 
 
 @torch.no_grad()

@@ -37,6 +37,7 @@ from willis.train import distributed
 from willis.train.augment import augment
 from willis.train.data import FamilyData, load_family_data
 from willis.train.heatmap import hit_rate, localizer_heat_loss, prior_peaks
+from willis.train.schedule import cosine_with_warmup
 from willis.train.loader import BatchSource, batches
 from willis.train.losses import attention_loss, make_loss, pos_weight_from
 from willis.train.sampler import epoch_indices, series_weights
@@ -44,15 +45,6 @@ from willis.train.score import score_parts, weighted_score
 
 log = logging.getLogger(__name__)
 
-
-def cosine_with_warmup(warmup_steps: int, total_steps: int):
-    """LR multiplier per optimiser step: linear 0 -> 1 over warm-up, then cosine 1 -> 0."""
-    def f(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-    return f
 
 
 def _seed_everything(seed: int) -> None:

@@ -282,9 +282,10 @@ def run_calibrate(p: CalibrateParams, *, family: str, val_logits: str | Path | p
     ``willis.models.folds.oof_logits``), write ``out`` (calibration.json), the ``report`` and the ``plot``."""
     from willis.plots import reliability_diagram
 
-    df = val_logits if isinstance(val_logits, pd.DataFrame) else read_logits(val_logits)
     if isinstance(val_logits, pd.DataFrame):
-        val_logits = f"the {family} out-of-fold logits"
+        df, val_logits = val_logits, f"the {family} out-of-fold logits"   # the name for messages
+    else:
+        df = read_logits(val_logits)
     if df.empty:
         raise ValueError(f"{val_logits}: no validation series to calibrate on")
     Y, Z = logit_arrays(df, str(val_logits))

@@ -115,6 +115,11 @@ def mirror_series(fine: torch.Tensor) -> torch.Tensor:
     return torch.stack([fine[:, 0].flip(-1), fine[:, 1].flip(-1), fine[:, 2].flip(1)], dim=1)
 
 
+def context_order(context: int) -> list[int]:
+    """Slab offsets of a slab and its ``context`` neighbours on each side, nearest first: [0, -1, 1, -2, 2, ...]."""
+    return [0] + [d for j in range(1, context + 1) for d in (-j, j)]
+
+
 def with_context(slabs: torch.Tensor, context: int) -> torch.Tensor:
     """(..., K, C, H, W) -> (..., K, (2 context + 1) C, H, W): each slab with its neighbours along
     the slab axis as extra channels (zeros past the box), nearest first: [k, k-1, k+1, k-2, ...].
@@ -126,8 +131,7 @@ def with_context(slabs: torch.Tensor, context: int) -> torch.Tensor:
     k = slabs.shape[-4]
     pad = torch.zeros_like(slabs.narrow(-4, 0, 1)).expand(*slabs.shape[:-4], context, *slabs.shape[-3:])
     padded = torch.cat([pad, slabs, pad], dim=-4)                       # (..., K + 2c, C, H, W)
-    order = [0] + [d for j in range(1, context + 1) for d in (-j, j)]
-    parts = [padded.narrow(-4, context + d, k) for d in order]
+    parts = [padded.narrow(-4, context + d, k) for d in context_order(context)]
     return torch.cat(parts, dim=-3)
 
 

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from willis.labels import LABELS, PRESENT_INDEX, flip_permutation
-from willis.models.fine import STRIDE, pixel_coords
+from willis.models.fine import STRIDE, context_order, pixel_coords
 
 N_POINT_COLS = 10
 LABEL = 0
@@ -91,13 +91,13 @@ def windows(fine: np.ndarray, plan: np.ndarray, p: CropParams, rng: np.random.Ge
     returns windows (B, C, W, W) and their top-left pixel (B, 2)."""
     w = int(math.ceil(1.5 * p.size / 2)) * 2
     n_ch, n_slabs, size = fine.shape[3], fine.shape[2], fine.shape[-1]
-    order = [0] + [d for j in range(1, p.context + 1) for d in (-j, j)]   # as with_context
+    order = context_order(p.context)   # the channel order of willis.models.fine.with_context
     out = np.zeros((len(plan), n_ch * len(order), w, w), dtype=np.uint8)
     origin = np.zeros((len(plan), 2), dtype=np.int64)
     for i, (s, axis, slab, row, col) in enumerate(plan):
         if row < 0:
-            img = np.asarray(fine[s, axis, slab])
             if rng.random() < p.hard_frac:   # the brightest of 64 random pixels of a channel: usually a vessel
+                img = np.asarray(fine[s, axis, slab])
                 ch = int(rng.integers(n_ch))
                 rr, cc = rng.integers(size, size=64), rng.integers(size, size=64)
                 best = int(np.argmax(img[ch, rr, cc]))

@@ -37,14 +37,13 @@ from willis.train import distributed
 from willis.train.augment import augment
 from willis.train.data import FamilyData, load_family_data
 from willis.train.heatmap import hit_rate, localizer_heat_loss, prior_peaks
-from willis.train.schedule import cosine_with_warmup
 from willis.train.loader import BatchSource, batches
 from willis.train.losses import attention_loss, make_loss, pos_weight_from
 from willis.train.sampler import epoch_indices, series_weights
+from willis.train.schedule import cosine_with_warmup
 from willis.train.score import score_parts, weighted_score
 
 log = logging.getLogger(__name__)
-
 
 
 def _seed_everything(seed: int) -> None:

@@ -135,22 +135,32 @@ def with_context(slabs: torch.Tensor, context: int) -> torch.Tensor:
     return torch.cat(parts, dim=-3)
 
 
-def pool_3d(maps: torch.Tensor) -> torch.Tensor:
-    """(B, 3, K, L, h, h) per-axis slab maps -> (B, L) study evidence that is consistent in 3-D.
+def consensus_3d(maps: torch.Tensor) -> torch.Tensor:
+    """(B, 3, K, L, h, h) per-axis slab maps -> (B, L, h, h, h) 3-D evidence (z descending, y, x cells).
 
-    Every cell of the box's (h, h, h) grid (z descending, y, x: heat-map cells) reads the cell of
-    each view that projects through it (the slab holding it, and its row/column), and the three
-    logits are added: a sac is a blob in all three views at one 3-D point, while a vessel crossing
-    a slab (a disc in that view) is a line in the two others. The study logit is the largest sum / 3.
-    """
+    Every cell of the box's (h, h, h) grid (heat-map cells) reads the cell of each view that
+    projects through it (the slab holding it, and its row/column) and adds the three logits: a sac
+    is a blob in all three views at one 3-D point, while a vessel crossing a slab (a disc in that
+    view) is a line in the two others. Axial images are (y, x), coronal (z, x), sagittal (z, y)."""
     b, _, k, n_labels, h, w = maps.shape
     if h != w:
         raise ValueError(f"pool_3d needs square slab maps, got {h} x {w}")
-    slab_of = torch.div(torch.arange(h, device=maps.device) * k, h, rounding_mode="floor")   # cell -> slab
+    slab_of = cell_slab(h, k, maps.device)
     ax = maps[:, 0].permute(0, 2, 1, 3, 4)[:, :, slab_of]                             # (B, L, z, y, x)
     co = maps[:, 1].permute(0, 2, 1, 3, 4)[:, :, slab_of].permute(0, 1, 3, 2, 4)       # (B, L, y, z, x) -> z, y, x
     sa = maps[:, 2].permute(0, 2, 1, 3, 4)[:, :, slab_of].permute(0, 1, 3, 4, 2)       # (B, L, x, z, y) -> z, y, x
-    return (ax + co + sa).flatten(2).amax(dim=2) / 3
+    return ax + co + sa
+
+
+def cell_slab(h: int, k: int, device=None) -> torch.Tensor:
+    """(h,) int64: the slab (of ``k``) holding each of the ``h`` heat-map cells along a slab axis."""
+    return torch.div(torch.arange(h, device=device) * k, h, rounding_mode="floor")
+
+
+def pool_3d(maps: torch.Tensor) -> torch.Tensor:
+    """(B, 3, K, L, h, h) per-axis slab maps -> (B, L) study evidence that is consistent in 3-D:
+    the largest cell of ``consensus_3d`` / 3."""
+    return consensus_3d(maps).flatten(2).amax(dim=2) / 3
 
 
 class FineModel(nn.Module):

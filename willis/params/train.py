@@ -64,6 +64,9 @@ class TrainParams:
     pos_frac: float = 0.7               # share of a localized positive's crops aimed at a sac
     crop_jitter: float = 0.3            # sac offset from the crop centre, up to this fraction of the crop
     hard_frac: float = 0.5              # other crops centred on a bright (vessel) pixel this often
+    mine_every: int = 0                 # mine the model's strongest Present cells every N epochs (0: never)
+    mine_top: int = 4                   # cells mined per training series
+    mine_frac: float = 0.5              # crops not aimed at a sac centred on a mined cell this often
     aug_gamma: float = 0.3              # gamma = exp(U(-g, g))
     aug_noise: float = 0.03             # Gaussian noise s.d. up to this (intensity in [0, 1])
     aug_blur_p: float = 0.3             # Gaussian blur (s.d. 0.5-1.2 px) this often
@@ -124,6 +127,9 @@ _FIELDS = (
     ("pos_frac", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("crop_jitter", lambda v: 0 <= v < 0.5, "must be in [0, 0.5)"),
     ("hard_frac", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("mine_every", lambda v: v >= 0, "must be >= 0"),
+    ("mine_top", lambda v: v >= 1, "must be >= 1"),
+    ("mine_frac", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("aug_gamma", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("aug_noise", lambda v: 0 <= v <= 0.5, "must be in [0, 0.5]"),
     ("aug_blur_p", lambda v: 0 <= v <= 1, "must be in [0, 1]"),

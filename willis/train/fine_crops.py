@@ -8,6 +8,9 @@ crops, so the detector sees enough positives from a few hundred series.
 Per sample (``draw``): a series (the caller's class-balanced order), an axis, then
 - with probability ``pos_frac``, for a series with a mapped localizer on that axis: the slab
   holding a random one of its points and a window centred near it (``jitter``);
+- otherwise, once the model has been mined (``willis.train.fine_mining``), with probability
+  ``mine_frac`` a window near one of the series' strongest Present cells (the model's own false
+  positives: calcifications, loops), the slab holding it;
 - otherwise a random slab and, half the time, a window centred on the brightest of a few random
   pixels (vessels: the hard negatives), else anywhere.
 
@@ -35,6 +38,7 @@ import torch.nn.functional as F
 
 from willis.labels import LABELS, PRESENT_INDEX, flip_permutation
 from willis.models.fine import STRIDE, context_order, pixel_coords
+from willis.train.fine_mining import mined_plan
 
 N_POINT_COLS = 10
 LABEL = 0
@@ -52,6 +56,7 @@ class CropParams:
     pos_frac: float = 0.7     # share of crops of a localized positive series aimed at a sac
     jitter: float = 0.3       # the sac's offset from the crop centre, up to this fraction of P
     hard_frac: float = 0.5    # other crops centred on a bright pixel (vessels) this often
+    mine_frac: float = 0.0    # crops not aimed at a sac centred on a mined cell this often (fine_mining)
     flip_p: float = 0.5
     rotate_deg: float = 15.0
     zoom: float = 0.15
@@ -64,9 +69,10 @@ class CropParams:
 
 
 def draw(points: np.ndarray, heat_known: np.ndarray, series: np.ndarray, n_slabs: int, size: int,
-         p: CropParams, rng: np.random.Generator) -> np.ndarray:
-    """(B, 4) int: (series, axis, slab, centre row, centre col) minus the series column is implied:
-    returns columns [series, axis, slab, row, col]; the pixel choice needs the image (``centres``)."""
+         p: CropParams, rng: np.random.Generator, mined: np.ndarray | None = None) -> np.ndarray:
+    """(B, 5) int64 plan [series, axis, slab, row, col] of a crop per entry of ``series``; row -1:
+    the centre is chosen on the image (``windows``). ``mined`` (N, M, 3) cells
+    (``willis.train.fine_mining``) centre a crop not aimed at a sac with probability ``mine_frac``."""
     out = np.zeros((len(series), 5), dtype=np.int64)
     for i, s in enumerate(series):
         axis = int(rng.integers(3))
@@ -78,6 +84,12 @@ def draw(points: np.ndarray, heat_known: np.ndarray, series: np.ndarray, n_slabs
             j = p.jitter * p.size
             out[i] = (s, axis, int(np.clip(np.rint(slab), 0, n_slabs - 1)),
                       int(np.rint(row + rng.uniform(-j, j))), int(np.rint(col + rng.uniform(-j, j))))
+        elif mined is not None and (mined[s, :, 0] >= 0).any() and rng.random() < p.mine_frac:
+            cells = mined[s][mined[s, :, 0] >= 0]
+            slab, row, col = mined_plan(cells[int(rng.integers(len(cells)))], axis, n_slabs, size // STRIDE)
+            j = p.jitter * p.size
+            out[i] = (s, axis, slab, int(np.clip(np.rint(row + rng.uniform(-j, j)), 0, size - 1)),
+                      int(np.clip(np.rint(col + rng.uniform(-j, j)), 0, size - 1)))
         else:
             out[i] = (s, axis, int(rng.integers(n_slabs)), -1, -1)   # centre chosen on the image
     return out
@@ -234,12 +246,12 @@ def augment(win: torch.Tensor, coords: torch.Tensor, wpts: torch.Tensor, axis: t
 
 def make_batch(fine: np.ndarray, points: np.ndarray, heat_known: np.ndarray, modality_id: np.ndarray,
                series: np.ndarray, p: CropParams, rng: np.random.Generator, gen: torch.Generator,
-               device: torch.device, train: bool = True) -> dict:
+               device: torch.device, train: bool = True, mined: np.ndarray | None = None) -> dict:
     """One training batch of crops for the series ``series`` (B,): a dict of device tensors
     ``image`` (B, C, P, P), ``coords`` (B, 3, P, P), ``modality_id`` (B,), ``target``
     (B, 14, P/4, P/4), ``mask`` (B,) bool (heat targets known), ``plan`` (B, 5) numpy."""
     n_slabs, size = fine.shape[2], fine.shape[-1]
-    plan = draw(points, heat_known, series, n_slabs, size, p, rng)
+    plan = draw(points, heat_known, series, n_slabs, size, p, rng, mined)
     win, origin = windows(fine, plan, p, rng)
     w = win.shape[-1]
     idx = torch.arange(w, dtype=torch.float32)

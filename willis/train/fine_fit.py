@@ -9,7 +9,9 @@ logs):
 2. per epoch, ``crops_per_series`` x (training series) crops drawn by the class-balanced sampler
    (``willis.train.sampler``), augmented (``willis.train.fine_crops``), CenterNet heat-map loss
    per peak (``willis.train.heatmap.heat_loss``), AdamW with warm-up then cosine decay;
-3. whole-series validation (every slab image, flip TTA) every ``val_every`` epochs and after the
+3. every ``mine_every`` epochs, hard examples from the model's own mistakes: the strongest Present
+   cells of every training series become crop centres (``willis.train.fine_mining``);
+4. whole-series validation (every slab image, flip TTA) every ``val_every`` epochs and after the
    last; the best validation score's weights are kept (whole-series inference costs ~0.5 s a
    series on two CPU cores, so it is not run after every epoch by default).
 
@@ -38,6 +40,7 @@ from willis.models.logits import logits_frame, write_logits
 from willis.params.train import TrainParams
 from willis.train.data import FamilyData, load_family_data
 from willis.train.fine_crops import CropParams, make_batch
+from willis.train.fine_mining import mine_cells
 from willis.train.heatmap import heat_loss
 from willis.train.sampler import epoch_indices, series_weights
 from willis.train.schedule import cosine_with_warmup
@@ -51,7 +54,7 @@ def crop_params(p: TrainParams) -> CropParams:
     return CropParams(size=p.crop_size, pos_frac=p.pos_frac, jitter=p.crop_jitter, hard_frac=p.hard_frac,
                       flip_p=p.flip_p, rotate_deg=p.affine_deg, zoom=p.affine_scale, gain=p.intensity,
                       gamma=p.aug_gamma, noise=p.aug_noise, blur_p=p.aug_blur_p, sigma=p.heat_sigma,
-                      context=p.context_slabs)
+                      context=p.context_slabs, mine_frac=p.mine_frac)
 
 
 @torch.no_grad()
@@ -91,13 +94,14 @@ def fit(data: FamilyData, p: TrainParams, epochs: int, seed: int, device: torch.
     weights = series_weights(data.y[tr], p.sampler_power) if p.balanced_sampler else None
     best = {"score": -math.inf, "epoch": -1, "state": None, "logits": None, "auc": None}
     history = []
+    mined = None   # (N, mine_top, 3) Present cells of the training series, after the first mining
     for epoch in range(epochs):
         model.train()
         order = tr[epoch_indices(weights, per_epoch, gen_order).numpy()]
         total, n_peaks = 0.0, 0
         for s in tqdm(range(0, len(order), p.batch_size), desc=f"{desc} {epoch + 1}/{epochs}", leave=False):
             b = make_batch(data.fine, data.fine_points, data.fine_known, data.modality_id,
-                           order[s:s + p.batch_size], cp, rng, gen, device)
+                           order[s:s + p.batch_size], cp, rng, gen, device, mined=mined)
             maps = model.net(b["image"], b["coords"], b["modality_id"])            # (B, 14, P/4, P/4)
             loss_sum, peaks = heat_loss(maps[:, None], b["target"][:, None], b["mask"])
             loss = loss_sum / peaks.clamp(min=1)
@@ -126,6 +130,11 @@ def fit(data: FamilyData, p: TrainParams, epochs: int, seed: int, device: torch.
                         live.log_metric(f"val/auc/{label_slug(name)}", v)
             if np.isfinite(score) and score > best["score"]:
                 best.update(score=score, epoch=epoch, state=copy.deepcopy(model.state_dict()), logits=logits, auc=auc)
+        if p.mine_every and (epoch + 1) % p.mine_every == 0 and epoch < epochs - 1:
+            t0 = time.perf_counter()
+            mined = mine_cells(model, data.fine, data.modality_id, tr, p.mine_top)
+            log.info("%s epoch %d: mined the %d strongest Present cells of %d training series (%.0f s)",
+                     desc, epoch + 1, p.mine_top, len(tr), time.perf_counter() - t0)
         history.append(row)
         log.info("%s epoch %d/%d: heat loss %.4f%s", desc, epoch + 1, epochs, row["loss"],
                  f", val score {row['score']:.4f}" if "score" in row else "")

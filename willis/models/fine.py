@@ -27,6 +27,7 @@ swapped back).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -144,7 +145,7 @@ def consensus_3d(maps: torch.Tensor) -> torch.Tensor:
     view) is a line in the two others. Axial images are (y, x), coronal (z, x), sagittal (z, y)."""
     b, _, k, n_labels, h, w = maps.shape
     if h != w:
-        raise ValueError(f"pool_3d needs square slab maps, got {h} x {w}")
+        raise ValueError(f"consensus_3d needs square slab maps, got {h} x {w}")
     slab_of = cell_slab(h, k, maps.device)
     ax = maps[:, 0].permute(0, 2, 1, 3, 4)[:, :, slab_of]                             # (B, L, z, y, x)
     co = maps[:, 1].permute(0, 2, 1, 3, 4)[:, :, slab_of].permute(0, 1, 3, 2, 4)       # (B, L, y, z, x) -> z, y, x
@@ -161,6 +162,23 @@ def pool_3d(maps: torch.Tensor) -> torch.Tensor:
     """(B, 3, K, L, h, h) per-axis slab maps -> (B, L) study evidence that is consistent in 3-D:
     the largest cell of ``consensus_3d`` / 3."""
     return consensus_3d(maps).flatten(2).amax(dim=2) / 3
+
+
+def series_inputs(model: nn.Module, fine: np.ndarray, modality_id: np.ndarray, rows: np.ndarray,
+                  batch: int = 1):
+    """Yield (rows, x, ids) for whole-series inference of ``rows`` of ``fine`` (N, 3, K, C, F, F)
+    uint8: x (b, 3, K, C, F, F) float in [0, 1] and ids (b,) on the model's device, ``batch``
+    series at a time (never the whole set in memory). The model is in eval mode meanwhile."""
+    dev = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    try:
+        for i in range(0, len(rows), batch):
+            r = np.asarray(rows[i:i + batch])
+            x = torch.from_numpy(np.ascontiguousarray(fine[r])).to(dev).float().div_(255.0)
+            yield r, x, torch.from_numpy(np.asarray(modality_id)[r]).to(dev)
+    finally:
+        model.train(was)
 
 
 class FineModel(nn.Module):

@@ -79,20 +79,22 @@ def draw(points: np.ndarray, heat_known: np.ndarray, series: np.ndarray, n_slabs
         pts = points[s]
         pts = pts[(pts[:, LABEL] >= 0) & np.isfinite(pts[:, axis_cols(axis)]).all(axis=1)]
         inside = pts[(pts[:, axis_cols(axis)][:, 0] > -0.5) & (pts[:, axis_cols(axis)][:, 0] < n_slabs - 0.5)]
+        cells = mined[s][mined[s, :, 0] >= 0] if mined is not None else ()
+        j = p.jitter * p.size
         if heat_known[s] and len(inside) and rng.random() < p.pos_frac:
             slab, row, col = inside[int(rng.integers(len(inside)))][axis_cols(axis)]
-            j = p.jitter * p.size
-            out[i] = (s, axis, int(np.clip(np.rint(slab), 0, n_slabs - 1)),
-                      int(np.rint(row + rng.uniform(-j, j))), int(np.rint(col + rng.uniform(-j, j))))
-        elif mined is not None and (mined[s, :, 0] >= 0).any() and rng.random() < p.mine_frac:
-            cells = mined[s][mined[s, :, 0] >= 0]
+            out[i] = (s, axis, int(np.clip(np.rint(slab), 0, n_slabs - 1)), *_jittered(row, col, j, rng))
+        elif len(cells) and rng.random() < p.mine_frac:
             slab, row, col = mined_plan(cells[int(rng.integers(len(cells)))], axis, n_slabs, size // STRIDE)
-            j = p.jitter * p.size
-            out[i] = (s, axis, slab, int(np.clip(np.rint(row + rng.uniform(-j, j)), 0, size - 1)),
-                      int(np.clip(np.rint(col + rng.uniform(-j, j)), 0, size - 1)))
+            out[i] = (s, axis, slab, *np.clip(_jittered(row, col, j, rng), 0, size - 1))
         else:
             out[i] = (s, axis, int(rng.integers(n_slabs)), -1, -1)   # centre chosen on the image
     return out
+
+
+def _jittered(row: float, col: float, j: float, rng: np.random.Generator) -> tuple[int, int]:
+    """A crop centre within +-j pixels of (row, col), rounded (row drawn first, then col)."""
+    return int(np.rint(row + rng.uniform(-j, j))), int(np.rint(col + rng.uniform(-j, j)))
 
 
 def windows(fine: np.ndarray, plan: np.ndarray, p: CropParams, rng: np.random.Generator

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from willis.labels import LABELS, PRESENT_INDEX, label_slug
 from willis.models.checkpoint import arch_from_params, build_model, save_model
-from willis.models.fine import FineModel
+from willis.models.fine import FineModel, series_inputs
 from willis.models.infer import resolve_device
 from willis.models.logits import logits_frame, write_logits
 from willis.params.train import TrainParams
@@ -59,17 +59,12 @@ def crop_params(p: TrainParams) -> CropParams:
 
 @torch.no_grad()
 def series_logits(model: FineModel, fine: np.ndarray, modality_id: np.ndarray, batch: int = 1,
-                  tta: bool | None = None) -> np.ndarray:
-    """(n, 14) float32 study logits of whole series ``fine`` (n, 3, K, C, F, F) uint8."""
-    dev = next(model.parameters()).device
-    was = model.training
-    model.eval()
-    out = []
-    for i in range(0, len(fine), batch):
-        x = torch.from_numpy(np.ascontiguousarray(fine[i:i + batch])).to(dev).float().div_(255.0)
-        ids = torch.from_numpy(np.asarray(modality_id[i:i + batch])).to(dev)
-        out.append(model(x, ids, tta=tta)["logits"].float().cpu().numpy())
-    model.train(was)
+                  tta: bool | None = None, rows: np.ndarray | None = None) -> np.ndarray:
+    """(n, 14) float32 study logits of the whole series ``rows`` (default: all) of ``fine``
+    (N, 3, K, C, F, F) uint8."""
+    rows = np.arange(len(fine)) if rows is None else rows
+    out = [model(x, ids, tta=tta)["logits"].float().cpu().numpy()
+           for _, x, ids in series_inputs(model, fine, modality_id, rows, batch)]
     return np.concatenate(out) if out else np.zeros((0, len(LABELS)), np.float32)
 
 
@@ -118,7 +113,7 @@ def fit(data: FamilyData, p: TrainParams, epochs: int, seed: int, device: torch.
         if live is not None:
             live.log_metric("train/heat_loss", row["loss"])
         if len(va) and (epoch == epochs - 1 or (p.val_every and (epoch + 1) % p.val_every == 0)):
-            logits = series_logits(model, data.fine[va], data.modality_id[va])
+            logits = series_logits(model, data.fine, data.modality_id, rows=va)
             score, auc = weighted_score(data.y[va], logits)
             present, locations = score_parts(auc)
             row.update(score=score, auc_present=present, auc_locations=locations)
@@ -142,7 +137,7 @@ def fit(data: FamilyData, p: TrainParams, epochs: int, seed: int, device: torch.
             live.next_step()
     if best["state"] is None:   # validation never had both classes: keep the last weights, say so
         log.warning("%s: validation score undefined; keeping the last epoch", desc)
-        logits = series_logits(model, data.fine[va], data.modality_id[va]) if len(va) else None
+        logits = series_logits(model, data.fine, data.modality_id, rows=va) if len(va) else None
         best.update(score=float("nan"), epoch=epochs - 1, state=copy.deepcopy(model.state_dict()), logits=logits,
                     auc={name: float("nan") for name in LABELS})
     model.load_state_dict(best["state"])

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from willis.labels import PRESENT_INDEX
-from willis.models.fine import STRIDE, FineModel, cell_slab, consensus_3d
+from willis.models.fine import STRIDE, FineModel, cell_slab, consensus_3d, series_inputs
 
 SEPARATION = 3   # cells (2 mm each): two mined cells of a series are more than this apart on some axis
 
@@ -28,7 +28,7 @@ def peak_cells(volume: torch.Tensor, top: int) -> np.ndarray:
     """(h, h, h) evidence -> int64 (top, 3) cells, strongest first: greedy non-maximum suppression
     (take the largest cell, blank its (2 SEPARATION + 1)^3 neighbourhood, repeat); -1 rows when
     the volume runs out of cells."""
-    v = volume.detach().clone().float()
+    v = volume.clone().float()
     out = np.full((top, 3), -1, dtype=np.int64)
     for j in range(top):
         flat = int(torch.argmax(v))
@@ -46,16 +46,11 @@ def mine_cells(model: FineModel, fine: np.ndarray, modality_id: np.ndarray, rows
                top: int) -> np.ndarray:
     """Series ``rows`` of ``fine`` (N, 3, K, C, F, F) uint8 -> int64 (N, top, 3) strongest Present
     cells of each, -1 for the series not in ``rows`` (one series in memory at a time)."""
-    dev = next(model.parameters()).device
-    was = model.training
-    model.eval()
     out = np.full((len(fine), top, 3), -1, dtype=np.int64)
-    for i in rows:
-        x = torch.from_numpy(np.ascontiguousarray(fine[i:i + 1])).to(dev).float().div_(255.0)
-        maps = model.maps(x, torch.from_numpy(np.asarray(modality_id[i:i + 1])).to(dev))
+    for r, x, ids in series_inputs(model, fine, modality_id, rows):
+        maps = model.maps(x, ids)
         volume = consensus_3d(maps[:, :, :, PRESENT_INDEX:PRESENT_INDEX + 1].float())[0, 0]   # (h, h, h)
-        out[i] = peak_cells(volume, top)
-    model.train(was)
+        out[r[0]] = peak_cells(volume, top)
     return out
 
 

@@ -67,6 +67,7 @@ class TrainParams:
     mine_every: int = 0                 # mine the model's strongest Present cells every N epochs (0: never)
     mine_top: int = 4                   # cells mined per training series
     mine_frac: float = 0.5              # crops not aimed at a sac centred on a mined cell this often
+    insert_p: float = 0.0               # crops not aimed at a sac that get a painted one (fine_insert); 0: never
     aug_gamma: float = 0.3              # gamma = exp(U(-g, g))
     aug_noise: float = 0.03             # Gaussian noise s.d. up to this (intensity in [0, 1])
     aug_blur_p: float = 0.3             # Gaussian blur (s.d. 0.5-1.2 px) this often
@@ -130,6 +131,7 @@ _FIELDS = (
     ("mine_every", lambda v: v >= 0, "must be >= 0"),
     ("mine_top", lambda v: v >= 1, "must be >= 1"),
     ("mine_frac", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("insert_p", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("aug_gamma", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("aug_noise", lambda v: 0 <= v <= 0.5, "must be in [0, 0.5]"),
     ("aug_blur_p", lambda v: 0 <= v <= 1, "must be in [0, 1]"),

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from willis.labels import LABELS, PRESENT_INDEX, flip_permutation
 from willis.models.fine import STRIDE, context_order, pixel_coords
+from willis.train.fine_insert import Inserter, insert_sacs
 from willis.train.fine_mining import mined_plan
 
 N_POINT_COLS = 10
@@ -248,19 +249,28 @@ def augment(win: torch.Tensor, coords: torch.Tensor, wpts: torch.Tensor, axis: t
 
 def make_batch(fine: np.ndarray, points: np.ndarray, heat_known: np.ndarray, modality_id: np.ndarray,
                series: np.ndarray, p: CropParams, rng: np.random.Generator, gen: torch.Generator,
-               device: torch.device, train: bool = True, mined: np.ndarray | None = None) -> dict:
+               device: torch.device, train: bool = True, mined: np.ndarray | None = None,
+               inserter: Inserter | None = None) -> dict:
     """One training batch of crops for the series ``series`` (B,): a dict of device tensors
     ``image`` (B, C, P, P), ``coords`` (B, 3, P, P), ``modality_id`` (B,), ``target``
-    (B, 14, P/4, P/4), ``mask`` (B,) bool (heat targets known), ``plan`` (B, 5) numpy."""
+    (B, 14, P/4, P/4), ``mask`` (B,) bool (heat targets known), ``inserted`` (B,) bool (a sac
+    painted in by ``inserter``, ``willis.train.fine_insert``; all False without one), ``plan``
+    (B, 5) numpy."""
     n_slabs, size = fine.shape[2], fine.shape[-1]
     plan = draw(points, heat_known, series, n_slabs, size, p, rng, mined)
     win, origin = windows(fine, plan, p, rng)
     w = win.shape[-1]
+    wpts = crop_points(points, plan, origin, w)
+    inserted = np.zeros(len(plan), dtype=bool)
+    if inserter is not None and inserter.params.p > 0:      # crops not aimed at a sac may get a painted one
+        picked = inserter.pick(plan[:, 3] >= 0, rng)
+        win, wpts, inserted = insert_sacs(win, wpts, picked, modality_id[plan[:, 0]], inserter, fine.shape[3],
+                                          p.size, rng)
     idx = torch.arange(w, dtype=torch.float32)
     coords = torch.cat([pixel_coords(int(a), n_slabs, size, torch.tensor([k]), idx.view(1, -1) + float(r0),
                                      idx.view(1, -1) + float(c0))
                         for (_, a, k, _, _), (r0, c0) in zip(plan, origin)])               # (B, 3, W, W)
-    wpts = torch.from_numpy(crop_points(points, plan, origin, w))
+    wpts = torch.from_numpy(wpts)
     axis = torch.from_numpy(plan[:, 1])
     x = torch.from_numpy(win).to(device).float().div_(255.0)
     image, xyz, pts, _ = augment(x, coords.to(device), wpts.to(device), axis.to(device), p, gen, train)
@@ -268,5 +278,6 @@ def make_batch(fine: np.ndarray, points: np.ndarray, heat_known: np.ndarray, mod
     return {
         "image": image, "coords": xyz, "target": render_targets(pts, h, h, p.sigma),
         "modality_id": torch.from_numpy(modality_id[plan[:, 0]]).to(device),
-        "mask": torch.from_numpy(heat_known[plan[:, 0]]).to(device), "plan": plan,
+        "mask": torch.from_numpy(heat_known[plan[:, 0]]).to(device),
+        "inserted": torch.from_numpy(inserted).to(device), "plan": plan,
     }

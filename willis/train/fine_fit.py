@@ -40,6 +40,7 @@ from willis.models.logits import logits_frame, write_logits
 from willis.params.train import TrainParams
 from willis.train.data import FamilyData, load_family_data
 from willis.train.fine_crops import CropParams, make_batch
+from willis.train.fine_insert import Inserter, InsertParams, loss_weights
 from willis.train.fine_mining import mine_cells
 from willis.train.heatmap import heat_loss
 from willis.train.sampler import epoch_indices, series_weights
@@ -90,15 +91,19 @@ def fit(data: FamilyData, p: TrainParams, epochs: int, seed: int, device: torch.
     best = {"score": -math.inf, "epoch": -1, "state": None, "logits": None, "auc": None}
     history = []
     mined = None   # (N, mine_top, 3) Present cells of the training series, after the first mining
+    inserter = None
+    if p.insert_p > 0:
+        mm = float(data.store_params.get("fine_mm_per_px", InsertParams.mm_per_px))
+        inserter = Inserter.for_store(InsertParams(p=p.insert_p, mm_per_px=mm), data.fine_channels, data.vocab)
     for epoch in range(epochs):
         model.train()
         order = tr[epoch_indices(weights, per_epoch, gen_order).numpy()]
         total, n_peaks = 0.0, 0
         for s in tqdm(range(0, len(order), p.batch_size), desc=f"{desc} {epoch + 1}/{epochs}", leave=False):
             b = make_batch(data.fine, data.fine_points, data.fine_known, data.modality_id,
-                           order[s:s + p.batch_size], cp, rng, gen, device, mined=mined)
+                           order[s:s + p.batch_size], cp, rng, gen, device, mined=mined, inserter=inserter)
             maps = model.net(b["image"], b["coords"], b["modality_id"])            # (B, 14, P/4, P/4)
-            loss_sum, peaks = heat_loss(maps[:, None], b["target"][:, None], b["mask"])
+            loss_sum, peaks = heat_loss(maps[:, None], b["target"][:, None], loss_weights(b["mask"], b["inserted"]))
             loss = loss_sum / peaks.clamp(min=1)
             opt.zero_grad(set_to_none=True)
             loss.backward()

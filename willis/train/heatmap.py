@@ -93,12 +93,13 @@ def render(points: torch.Tensor, n_labels: int, h: int, w: int, sigma: float,
 
 def heat_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
               alpha: float = 2.0, beta: float = 4.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """CenterNet focal loss summed over maps (B, N, L, h, w) of series ``mask`` (B,) bool.
+    """CenterNet focal loss summed over maps (B, N, L, h, w) of series ``mask`` (B,) bool, or
+    weighted by ``mask`` of any shape that broadcasts against the maps (e.g. (B, 1, L, 1, 1)).
 
     Returns (sum of the loss, number of peaks): callers add up several image kinds, then divide.
     Dense (no boolean indexing: its backward scatters, ~2x slower on the CPU for the same sums)."""
     x = logits.float()
-    m = mask.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)        # (B, 1, ...) series weights 0/1
+    m = (mask.view(-1, *([1] * (x.dim() - 1))) if mask.dim() == 1 else mask).to(x.dtype)   # (B, 1, ...) weights
     pos = (target >= 1.0).to(x.dtype)
     p = torch.sigmoid(x)
     log_p = torch.nn.functional.logsigmoid(x)

@@ -1,0 +1,130 @@
+"""Compare trained fold models side by side: the validation split, the test split and the held-out profile.
+
+A model change (a training knob, an augmentation) moves a 45-series validation score by about
++-0.05 between runs, so one split cannot tell a gain from luck. This scores each fold model
+directory (``models/<family>/folds/<k>``, or a copy of one) on three sets at once, from
+projection stores (no re-projection per model, ~0.6 s a series on 2 cores):
+
+* ``val`` and ``test``: the index's splits of the default store (``data/projections``);
+* ``heldout``: every series of the held-out generator profile (``bench_heldout.py``'s set, never
+  trained or selected on), projected once into its own store under ``--work`` with the pipeline's
+  own index / decode_check / project stages and this checkout's ``params.yaml``.
+
+Scores are the competition's weighted score of the **uncalibrated** sigmoid outputs (calibration is
+fitted per bundle; ``bench_heldout.py`` scores whole calibrated bundles through ``predict``). With
+several models, ``mean`` is their logits averaged (an ensemble). Logits are cached next to each
+model (``bench_logits_<set>.npy``); delete them after retraining in place.
+
+    python benchmarks/bench_fold_models.py --family ct --models default=models/ct/folds/0 --models ins=/tmp/ins/ct
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_heldout import ensure_heldout  # noqa: E402
+from willis.index.tables import read_index  # noqa: E402
+from willis.labels import LABELS  # noqa: E402
+from willis.metrics import competition_score  # noqa: E402
+from willis.models.infer import logits_for  # noqa: E402
+from willis.models.logits import LOGIT_COLUMNS  # noqa: E402
+from willis.projections.store import family_path, open_store  # noqa: E402
+
+
+def build_heldout_store(heldout: Path, work: Path) -> tuple[Path, Path]:
+    """(index dir, projections dir) of the held-out set, made once by the pipeline's own stages."""
+    index, projections = work / "index", work / "projections"
+    if (work / "project.json").exists():
+        return index, projections
+    work.mkdir(parents=True, exist_ok=True)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["project"]["out"] = str(projections)
+    params["project"]["work"] = str(work / "project-work")
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    py, prm = sys.executable, str(work / "params.yaml")
+    for cmd in (
+        [py, "stages/index.py", "--params", prm, "--root", str(heldout), "--out", str(index)],
+        [py, "stages/decode_check.py", "--params", prm, "--index", str(index), "--root", str(heldout),
+         "--report", str(work / "decode_check.json"), "--metrics", str(work / "decode_check_metrics.json")],
+        [py, "stages/project.py", "--params", prm, "--index", str(index), "--decode-report",
+         str(work / "decode_check.json"), "--root", str(heldout), "--report", str(work / "project.json"),
+         "--montage-dir", str(work / "montages")],
+    ):
+        print("building the held-out store:", " ".join(cmd[1:3]), flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return index, projections
+
+
+def scored_series(index: Path, store: Path, family: str, split: str | None):
+    """(uids, truth (n, 14)) of the family's labelled series in ``store``, of ``split`` (None: all)."""
+    t = read_index(index, "series")
+    t = t[(t["family"] == family) & t["in_csv"].astype(bool) & (t["Modality"] != "")]
+    if split is not None:
+        t = t[t["split"] == split]
+    have = set(open_store(store).attrs["series"])
+    t = t[t["SeriesInstanceUID"].isin(have)]
+    return list(t["SeriesInstanceUID"]), t[list(LABELS)].to_numpy(dtype=float)
+
+
+def logits(model: Path, store: Path, uids: list[str], name: str) -> np.ndarray:
+    cache = model / f"bench_logits_{name}.npy"
+    if cache.exists():
+        z = np.load(cache)
+        if len(z) == len(uids):
+            return z
+    z = logits_for(model, store, uids, device="cpu")[list(LOGIT_COLUMNS)].to_numpy(dtype=np.float32)
+    np.save(cache, z)
+    return z
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--family", required=True, choices=["ct", "mr"])
+    ap.add_argument("--models", action="append", required=True, help="NAME=DIR of a fold model; repeat to compare")
+    ap.add_argument("--index", type=Path, default=ROOT / "data/index")
+    ap.add_argument("--projections", type=Path, default=ROOT / "data/projections")
+    ap.add_argument("--heldout", type=Path, default=ROOT / "data/heldout")
+    ap.add_argument("--work", type=Path, default=ROOT / "data/heldout_store", help="held-out index and store")
+    ap.add_argument("--n-series", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=777, help="generator seed of the held-out set (never the default's)")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    ensure_heldout(args.heldout, args.n_series, args.seed)
+    h_index, h_proj = build_heldout_store(args.heldout, args.work)
+    sets = {"val": (args.index, family_path(args.projections, args.family), "val"),
+            "test": (args.index, family_path(args.projections, args.family), "test"),
+            "heldout": (h_index, family_path(h_proj, args.family), None)}
+    models = [(spec.rpartition("=")[0] or spec, Path(spec.rpartition("=")[2])) for spec in args.models]
+    rows = {name: {} for name, _ in models}
+    if len(models) > 1:
+        rows["mean"] = {}
+    for set_name, (index, store, split) in sets.items():
+        uids, y = scored_series(index, store, args.family, split)
+        z = [logits(path, store, uids, set_name) for _, path in models]
+        for (name, _), zi in zip(models, z):
+            rows[name][set_name] = (competition_score(y, 1 / (1 + np.exp(-zi))), len(uids))
+        if len(models) > 1:
+            rows["mean"][set_name] = (competition_score(y, 1 / (1 + np.exp(-np.mean(z, axis=0)))), len(uids))
+    print(f"\n{args.family}: weighted score (AUC Present / mean location AUC), uncalibrated")
+    print(f"{'model':<16}" + "".join(f"{s + ' (' + str(rows[models[0][0]][s][1]) + ')':>26}" for s in sets)
+          + f"{'mean of sets':>14}")
+    for name, r in rows.items():
+        cells = [f"{r[s][0]['score']:.3f} ({r[s][0]['auc_present']:.3f}/{r[s][0]['auc_locations_mean']:.3f})"
+                 for s in sets]
+        print(f"{name:<16}" + "".join(f"{c:>26}" for c in cells) + f"{np.mean([r[s][0]['score'] for s in sets]):>14.3f}")
+
+
+if __name__ == "__main__":
+    main()

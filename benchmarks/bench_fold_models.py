@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from scipy.special import expit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -114,9 +115,9 @@ def main() -> None:
         uids, y = scored_series(index, store, args.family, split)
         z = [logits(path, store, uids, set_name) for _, path in models]
         for (name, _), zi in zip(models, z):
-            rows[name][set_name] = (competition_score(y, 1 / (1 + np.exp(-zi))), len(uids))
+            rows[name][set_name] = (competition_score(y, expit(zi)), len(uids))
         if len(models) > 1:
-            rows["mean"][set_name] = (competition_score(y, 1 / (1 + np.exp(-np.mean(z, axis=0)))), len(uids))
+            rows["mean"][set_name] = (competition_score(y, expit(np.mean(z, axis=0))), len(uids))
     print(f"\n{args.family}: weighted score (AUC Present / mean location AUC), uncalibrated")
     print(f"{'model':<16}" + "".join(f"{s + ' (' + str(rows[models[0][0]][s][1]) + ')':>26}" for s in sets)
           + f"{'mean of sets':>14}")

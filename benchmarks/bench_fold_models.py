@@ -15,12 +15,18 @@ fitted per bundle; ``bench_heldout.py`` scores whole calibrated bundles through 
 several models, ``mean`` is their logits averaged (an ensemble). Logits are cached next to each
 model (``bench_logits_<set>.npy``); delete them after retraining in place.
 
+A second table splits ``Aneurysm Present`` by sac size: each model's AUC of the positives whose
+largest sac is < 4, 4-6 or >= 6 mm across (the generator's ``MANIFEST.json`` records every sac's
+diameter; real data has none, and the table is skipped) against all negatives of the sets, the
+default profile's validation + test pooled and the held-out profile apart.
+
     python benchmarks/bench_fold_models.py --family ct --models default=models/ct/folds/0 --models ins=/tmp/ins/ct
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import subprocess
 import sys
@@ -35,8 +41,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_heldout import ensure_heldout  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
 from willis.index.tables import read_index  # noqa: E402
-from willis.labels import LABELS  # noqa: E402
+from willis.labels import LABELS, PRESENT_INDEX  # noqa: E402
 from willis.metrics import competition_score  # noqa: E402
 from willis.models.infer import logits_for  # noqa: E402
 from willis.models.logits import LOGIT_COLUMNS  # noqa: E402
@@ -78,6 +85,34 @@ def scored_series(index: Path, store: Path, family: str, split: str | None):
     return list(t["SeriesInstanceUID"]), t[list(LABELS)].to_numpy(dtype=float)
 
 
+SIZE_BINS = ((0.0, 4.0), (4.0, 6.0), (6.0, np.inf))   # largest sac diameter, mm
+
+
+def sac_sizes(root: Path, uids: list[str]) -> np.ndarray | None:
+    """(n,) diameter of each series' largest sac, mm (0: none), from the generator's MANIFEST.json; None without one."""
+    manifest = root / "MANIFEST.json"
+    if not manifest.exists():
+        return None
+    series = json.loads(manifest.read_text()).get("series", {})
+    if not all(u in series for u in uids):
+        return None
+    return np.array([max((a["diameter_mm"] for a in series[u]["aneurysms"]), default=0.0) for u in uids])
+
+
+def size_table(rows: dict[str, tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]]) -> None:
+    """Print AUC Present per sac-size bin; ``rows``: group -> (Present truth, sizes, model -> Present logit)."""
+    print("\nAneurysm Present AUC by the largest sac's diameter (its positives against every negative)")
+    for group, (y, size, z) in rows.items():
+        bins = [(lo, hi, (y == 0) | ((size >= lo) & (size < hi))) for lo, hi in SIZE_BINS]
+        head = "".join(f"{f'{lo:g}-{hi:g} mm' if np.isfinite(hi) else f'>= {lo:g} mm':>12} (n+ {int(y[k].sum()):>2})"
+                       for lo, hi, k in bins)
+        print(f"{group:<22}{head}")
+        for name, zi in z.items():
+            cells = "".join(f"{roc_auc_score(y[k], zi[k]) if 0 < y[k].sum() < k.sum() else float('nan'):>20.3f}"
+                            for _, _, k in bins)
+            print(f"  {name:<20}{cells}")
+
+
 def logits(model: Path, store: Path, uids: list[str], name: str) -> np.ndarray:
     cache = model / f"bench_logits_{name}.npy"
     if cache.exists():
@@ -99,21 +134,27 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "data/heldout_store", help="held-out index and store")
     ap.add_argument("--n-series", type=int, default=200)
     ap.add_argument("--seed", type=int, default=777, help="generator seed of the held-out set (never the default's)")
+    ap.add_argument("--data", type=Path, default=ROOT / "data/synthetic", help="the default profile's dataset (its MANIFEST.json)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     ensure_heldout(args.heldout, args.n_series, args.seed)
     h_index, h_proj = build_heldout_store(args.heldout, args.work)
-    sets = {"val": (args.index, family_path(args.projections, args.family), "val"),
-            "test": (args.index, family_path(args.projections, args.family), "test"),
-            "heldout": (h_index, family_path(h_proj, args.family), None)}
+    sets = {"val": (args.index, family_path(args.projections, args.family), "val", args.data),
+            "test": (args.index, family_path(args.projections, args.family), "test", args.data),
+            "heldout": (h_index, family_path(h_proj, args.family), None, args.heldout)}
     models = [(spec.rpartition("=")[0] or spec, Path(spec.rpartition("=")[2])) for spec in args.models]
     rows = {name: {} for name, _ in models}
     if len(models) > 1:
         rows["mean"] = {}
-    for set_name, (index, store, split) in sets.items():
+    by_size: dict[str, list] = {}
+    for set_name, (index, store, split, data) in sets.items():
         uids, y = scored_series(index, store, args.family, split)
         z = [logits(path, store, uids, set_name) for _, path in models]
+        size = sac_sizes(data, uids)
+        if size is not None:
+            group = "held-out profile" if set_name == "heldout" else "default: val + test"
+            by_size.setdefault(group, []).append((y[:, PRESENT_INDEX], size, [zi[:, PRESENT_INDEX] for zi in z]))
         for (name, _), zi in zip(models, z):
             rows[name][set_name] = (competition_score(y, expit(zi)), len(uids))
         if len(models) > 1:
@@ -125,6 +166,12 @@ def main() -> None:
         cells = [f"{r[s][0]['score']:.3f} ({r[s][0]['auc_present']:.3f}/{r[s][0]['auc_locations_mean']:.3f})"
                  for s in sets]
         print(f"{name:<16}" + "".join(f"{c:>26}" for c in cells) + f"{np.mean([r[s][0]['score'] for s in sets]):>14.3f}")
+    if by_size:
+        size_table({group: (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                            {name: np.concatenate([p[2][i] for p in parts]) for i, (name, _) in enumerate(models)})
+                    for group, parts in by_size.items()})
+    else:
+        print("\n(no generator MANIFEST.json with sac diameters: no table by sac size)")
 
 
 if __name__ == "__main__":

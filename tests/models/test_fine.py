@@ -4,6 +4,7 @@ targets land on the planted sac under every augmentation."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from willis.labels import LABELS, PRESENT_INDEX, flip_permutation
@@ -94,12 +95,14 @@ def _disc_series(point_rc=(40.0, 52.0), slab=1, axis=0, f=96, k=3):
     return fine, pts
 
 
-def test_crop_targets_land_on_the_sac_and_coordinates_follow_it():
+@pytest.mark.parametrize("rotate_deg", [15.0, 180.0])   # 180: CT's crop_rotate_deg, any turn of the crop
+def test_crop_targets_land_on_the_sac_and_coordinates_follow_it(rotate_deg):
     """Under rotation, zoom, shift and mirroring, the target peak sits on the disc's pixels, the
     x coordinate there is the disc's (negated when mirrored) and Left becomes Right when mirrored."""
     f, k = 96, 3
     fine, pts = _disc_series(f=f, k=k)
-    p = CropParams(size=48, pos_frac=1.0, jitter=0.25, blur_p=0.0, noise=0.0, gain=0.0, gamma=0.0, context=1)
+    p = CropParams(size=48, pos_frac=1.0, jitter=0.25, blur_p=0.0, noise=0.0, gain=0.0, gamma=0.0, context=1,
+                   rotate_deg=rotate_deg)
     true_x = -1 + (2 * 52.0 + 1) / f
     seen_flip = seen_plain = 0
     for seed in range(12):

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from willis.params import Params, ParamsError, load
-from willis.params.train import TrainParams
+from willis.params.train import FAMILY_DEFAULTS, TrainParams, TrainSection, family_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,13 +87,35 @@ def test_dataclass_defaults_are_the_params_yaml_values():
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
     keys = list(_set_keys(Params, data))
     assert len(keys) > 100  # every section was walked (train.ct and train.mr alone set 90)
-    wrong = {key: (f.default, value) for key, f, value in keys
+    def default(key, f):   # train.<family>.<knob>: the family's own where FAMILY_DEFAULTS has one
+        parts = key.split(".")
+        if parts[0] == "train" and len(parts) == 3:
+            return FAMILY_DEFAULTS.get(parts[1], {}).get(parts[2], f.default)
+        return f.default
+    wrong = {key: (default(key, f), value) for key, f, value in keys
              if f.default is not dataclasses.MISSING
-             and f.default != (tuple(value) if isinstance(value, list) else value)}
+             and default(key, f) != (tuple(value) if isinstance(value, list) else value)}
     assert not wrong, f"dataclass default != params.yaml (key: (default, yaml)): {wrong}"
     no_default = [key for key, f, _ in keys if f.default is dataclasses.MISSING
                   and f.default_factory is dataclasses.MISSING]
     assert no_default == ["smoke", "seed", "families"]  # the run's own choices: params.yaml only
+
+
+def test_family_defaults_are_the_sections_defaults():
+    """TrainSection() (code without the file) gets each family's own values, and only known knobs differ."""
+    section = TrainSection()
+    for family in ("ct", "mr"):
+        assert getattr(section, family) == family_defaults(family)
+    assert section.ct.crop_rotate_deg == 180.0 and section.mr.crop_rotate_deg == TrainParams().crop_rotate_deg == 8.0
+    names = {f.name for f in dataclasses.fields(TrainParams)}
+    assert all(set(over) <= names for over in FAMILY_DEFAULTS.values())
+
+
+def test_crop_rotation_range_is_checked(tmp_path):
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["train"]["mr"]["crop_rotate_deg"] = 270.0
+    with pytest.raises(ParamsError, match=r"train\.mr\.crop_rotate_deg: must be in \[0, 180\]"):
+        load(_write(tmp_path, data))
 
 
 @pytest.mark.parametrize("family", ["ct", "mr"])

@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 def crop_params(p: TrainParams) -> CropParams:
     """The crop sampler's knobs from the family's train section (shared augmentation names reused)."""
     return CropParams(size=p.crop_size, pos_frac=p.pos_frac, jitter=p.crop_jitter, hard_frac=p.hard_frac,
-                      flip_p=p.flip_p, rotate_deg=p.affine_deg, zoom=p.affine_scale, gain=p.intensity,
+                      flip_p=p.flip_p, rotate_deg=p.crop_rotate_deg, zoom=p.affine_scale, gain=p.intensity,
                       gamma=p.aug_gamma, noise=p.aug_noise, blur_p=p.aug_blur_p, sigma=p.heat_sigma,
                       context=p.context_slabs, mine_frac=p.mine_frac)
 

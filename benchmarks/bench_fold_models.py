@@ -12,8 +12,10 @@ projection stores (no re-projection per model, ~0.6 s a series on 2 cores):
 
 Scores are the competition's weighted score of the **uncalibrated** sigmoid outputs (calibration is
 fitted per bundle; ``bench_heldout.py`` scores whole calibrated bundles through ``predict``). With
-several models, ``mean`` is their logits averaged (an ensemble). Logits are cached next to each
-model (``bench_logits_<set>.npy``); delete them after retraining in place.
+several models, ``mean`` is their logits averaged (an ensemble). Logits are cached under
+``--work``/``logits``, keyed by the model file's md5 and the set (never next to the model: a file
+in ``models/`` would make ``dvc status`` see the training output changed), so a model retrained
+in place is scored afresh.
 
 A second table splits ``Aneurysm Present`` by sac size: each model's AUC of the positives whose
 largest sac is < 4, 4-6 or >= 6 mm across (the generator's ``MANIFEST.json`` records every sac's
@@ -26,6 +28,7 @@ default profile's validation + test pooled and the held-out profile apart.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import subprocess
@@ -113,8 +116,10 @@ def size_table(rows: dict[str, tuple[np.ndarray, np.ndarray, dict[str, np.ndarra
             print(f"  {name:<20}{cells}")
 
 
-def logits(model: Path, store: Path, uids: list[str], name: str) -> np.ndarray:
-    cache = model / f"bench_logits_{name}.npy"
+def logits(model: Path, store: Path, uids: list[str], name: str, cache_dir: Path) -> np.ndarray:
+    digest = hashlib.md5((model / "model.pt").read_bytes()).hexdigest()
+    cache = cache_dir / f"{digest}_{name}.npy"
+    cache_dir.mkdir(parents=True, exist_ok=True)
     if cache.exists():
         z = np.load(cache)
         if len(z) == len(uids):
@@ -150,7 +155,7 @@ def main() -> None:
     by_size: dict[str, list] = {}
     for set_name, (index, store, split, data) in sets.items():
         uids, y = scored_series(index, store, args.family, split)
-        z = [logits(path, store, uids, set_name) for _, path in models]
+        z = [logits(path, store, uids, set_name, args.work / "logits") for _, path in models]
         size = sac_sizes(data, uids)
         if size is not None:
             group = "held-out profile" if set_name == "heldout" else "default: val + test"

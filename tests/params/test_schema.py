@@ -87,11 +87,9 @@ def test_dataclass_defaults_are_the_params_yaml_values():
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
     keys = list(_set_keys(Params, data))
     assert len(keys) > 100  # every section was walked (train.ct and train.mr alone set 90)
-    def default(key, f):   # train.<family>.<knob>: the family's own where FAMILY_DEFAULTS has one
+    def default(key, f):   # train.<family>.<knob>: the family's own (family_defaults)
         parts = key.split(".")
-        if parts[0] == "train" and len(parts) == 3:
-            return FAMILY_DEFAULTS.get(parts[1], {}).get(parts[2], f.default)
-        return f.default
+        return getattr(family_defaults(parts[1]), parts[2]) if parts[0] == "train" and len(parts) == 3 else f.default
     wrong = {key: (default(key, f), value) for key, f, value in keys
              if f.default is not dataclasses.MISSING
              and default(key, f) != (tuple(value) if isinstance(value, list) else value)}

@@ -13,7 +13,7 @@ projection stores (no re-projection per model, ~0.6 s a series on 2 cores):
 Scores are the competition's weighted score of the **uncalibrated** sigmoid outputs (calibration is
 fitted per bundle; ``bench_heldout.py`` scores whole calibrated bundles through ``predict``). With
 several models, ``mean`` is their logits averaged (an ensemble). Logits are cached under
-``--work``/``logits``, keyed by the model file's md5 and the set (never next to the model: a file
+``--work``/``logits``, keyed by the model file's md5, the set and the store's path (never next to the model: a file
 in ``models/`` would make ``dvc status`` see the training output changed), so a model retrained
 in place is scored afresh.
 
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_heldout import ensure_heldout  # noqa: E402
+from bench_heldout import ensure_heldout, heldout_dir  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 from willis.index.tables import read_index  # noqa: E402
 from willis.labels import LABELS, PRESENT_INDEX  # noqa: E402
@@ -118,7 +118,8 @@ def size_table(rows: dict[str, tuple[np.ndarray, np.ndarray, dict[str, np.ndarra
 
 def logits(model: Path, store: Path, uids: list[str], name: str, cache_dir: Path) -> np.ndarray:
     digest = hashlib.md5((model / "model.pt").read_bytes()).hexdigest()
-    cache = cache_dir / f"{digest}_{name}.npy"
+    where = hashlib.md5(str(store.resolve().parent).encode()).hexdigest()[:8]   # the same split, another store
+    cache = cache_dir / f"{digest}_{name}_{where}.npy"
     cache_dir.mkdir(parents=True, exist_ok=True)
     if cache.exists():
         z = np.load(cache)
@@ -135,15 +136,19 @@ def main() -> None:
     ap.add_argument("--models", action="append", required=True, help="NAME=DIR of a fold model; repeat to compare")
     ap.add_argument("--index", type=Path, default=ROOT / "data/index")
     ap.add_argument("--projections", type=Path, default=ROOT / "data/projections")
-    ap.add_argument("--heldout", type=Path, default=ROOT / "data/heldout")
-    ap.add_argument("--work", type=Path, default=ROOT / "data/heldout_store", help="held-out index and store")
+    ap.add_argument("--heldout", type=Path, help="the held-out set (default data/heldout, or data/heldout_uncapped)")
+    ap.add_argument("--uncapped", action="store_true",
+                    help="the held-out set at each series' drawn resolution (bench_heldout.py --uncapped)")
+    ap.add_argument("--work", type=Path, help="held-out index, store and logit cache (default <heldout>_store)")
     ap.add_argument("--n-series", type=int, default=200)
     ap.add_argument("--seed", type=int, default=777, help="generator seed of the held-out set (never the default's)")
     ap.add_argument("--data", type=Path, default=ROOT / "data/synthetic", help="the default profile's dataset (its MANIFEST.json)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    ensure_heldout(args.heldout, args.n_series, args.seed)
+    args.heldout = args.heldout or heldout_dir(args.uncapped)
+    args.work = args.work or args.heldout.with_name(args.heldout.name + "_store")
+    ensure_heldout(args.heldout, args.n_series, args.seed, args.uncapped)
     h_index, h_proj = build_heldout_store(args.heldout, args.work)
     sets = {"val": (args.index, family_path(args.projections, args.family), "val", args.data),
             "test": (args.index, family_path(args.projections, args.family), "test", args.data),

@@ -50,6 +50,10 @@ def heldout_dir(uncapped: bool) -> Path:
 
 def ensure_heldout(out: Path, n_series: int, seed: int, uncapped: bool = False) -> None:
     if (out / "train.csv").exists():
+        made = json.loads((out / "MANIFEST.json").read_text()).get("params", {}) if (out / "MANIFEST.json").exists() else {}
+        if uncapped and any(made.get(k) != v for k, v in UNCAPPED.items()):
+            raise SystemExit(f"{out}: --uncapped, but this held-out set was generated with max_slices "
+                             f"{made.get('max_slices')}, max_matrix {made.get('max_matrix')}; give another --heldout")
         return
     params = ROOT / "params.yaml"
     if uncapped:

@@ -28,6 +28,7 @@ default profile's validation + test pooled and the held-out profile apart.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -91,13 +92,23 @@ def scored_series(index: Path, store: Path, family: str, split: str | None):
 SIZE_BINS = ((0.0, 4.0), (4.0, 6.0), (6.0, np.inf))   # largest sac diameter, mm
 
 
+@functools.cache
+def _manifest_series(root: Path) -> dict | None:
+    """The generator's per-series records (MANIFEST.json ``series``), read once per dataset; None without one."""
+    manifest = root / "MANIFEST.json"
+    return json.loads(manifest.read_text()).get("series", {}) if manifest.exists() else None
+
+
+@functools.cache
+def _md5(path: Path) -> str:
+    """A model file's md5, read once per run (the logit cache key)."""
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
 def sac_sizes(root: Path, uids: list[str]) -> np.ndarray | None:
     """(n,) diameter of each series' largest sac, mm (0: none), from the generator's MANIFEST.json; None without one."""
-    manifest = root / "MANIFEST.json"
-    if not manifest.exists():
-        return None
-    series = json.loads(manifest.read_text()).get("series", {})
-    if not all(u in series for u in uids):
+    series = _manifest_series(root)
+    if series is None or not all(u in series for u in uids):
         return None
     return np.array([max((a["diameter_mm"] for a in series[u]["aneurysms"]), default=0.0) for u in uids])
 
@@ -117,7 +128,7 @@ def size_table(rows: dict[str, tuple[np.ndarray, np.ndarray, dict[str, np.ndarra
 
 
 def logits(model: Path, store: Path, uids: list[str], name: str, cache_dir: Path) -> np.ndarray:
-    digest = hashlib.md5((model / "model.pt").read_bytes()).hexdigest()
+    digest = _md5(model / "model.pt")
     where = hashlib.md5(str(store.resolve().parent).encode()).hexdigest()[:8]   # the same split, another store
     cache = cache_dir / f"{digest}_{name}_{where}.npy"
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -50,10 +50,15 @@ def heldout_dir(uncapped: bool) -> Path:
 
 def ensure_heldout(out: Path, n_series: int, seed: int, uncapped: bool = False) -> None:
     if (out / "train.csv").exists():
-        made = json.loads((out / "MANIFEST.json").read_text()).get("params", {}) if (out / "MANIFEST.json").exists() else {}
-        if uncapped and any(made.get(k) != v for k, v in UNCAPPED.items()):
-            raise SystemExit(f"{out}: --uncapped, but this held-out set was generated with max_slices "
-                             f"{made.get('max_slices')}, max_matrix {made.get('max_matrix')}; give another --heldout")
+        if uncapped:
+            manifest = out / "MANIFEST.json"
+            if not manifest.exists():
+                raise SystemExit(f"{out}: --uncapped, but it has no MANIFEST.json to say how it was generated; "
+                                 "give another --heldout")
+            made = json.loads(manifest.read_text()).get("params", {})
+            if any(made.get(k) != v for k, v in UNCAPPED.items()):
+                raise SystemExit(f"{out}: --uncapped, but this held-out set was generated with max_slices "
+                                 f"{made.get('max_slices')}, max_matrix {made.get('max_matrix')}; give another --heldout")
         return
     params = ROOT / "params.yaml"
     if uncapped:

@@ -48,3 +48,32 @@ def test_fine_box_holds_the_localizers(dataset):
                 f"{row['Modality']} {uid}: localizer {p} outside the fine box {fine['box_mm']} ({fine['flag']}, {fine['locate']})")
             checked += 1
     assert checked >= 8
+
+
+@pytest.mark.parametrize("matrix", [48, 400])   # 2.9 mm and 0.35 mm pixels over the same 140 mm field of view
+def test_locate_head_mask_does_not_grow_with_fine_pixels(tmp_path, matrix):
+    """The head mask reads cell means. Max-pooled pixels put noisy air ~1-2 s.d. above its mean, so
+    a 0.35 mm MR series (pooled 2 x 2 to ~1 mm) once counted its whole background as head, and the
+    box of a held-out MRA at scanner resolution landed 70 mm low. The means are block means now: the
+    mask is the phantom's head (a 60 mm sphere, 905 mL) at either pixel size."""
+    from projections.test_phantoms import HEAD_R, MR_VALUES, files_table, geometry, head
+
+    from willis.projections.cow import head_mask
+    from willis.projections.geometry import series_geometry
+    from willis.projections.locate import locate_pass
+    from willis.synth.dicom_writer import sample_world, uid_from, write_series
+
+    geom = geometry("axial", n=40, matrix=matrix)
+    clean = sample_world(head(MR_VALUES), geom)
+    rng = np.random.default_rng(0)
+    sigma = 20.0    # magnitude (Rician) noise: air averages 25, its 2 x 2 maxima ~40; the mask's cut is ~32
+    vol = np.hypot(clean + rng.normal(0, sigma, clean.shape), rng.normal(0, sigma, clean.shape)).astype(np.float32)
+    folder = tmp_path / "series" / f"m{matrix}"
+    write_series(np.round(vol), geom, folder, modality="MR", series_uid=uid_from("noisy", str(matrix)),
+                 study_uid="1.2.3", patient_id="p", signed=True)
+    files = files_table(folder, tmp_path)
+    p = ProjectParams()
+    grid = locate_pass(files, tmp_path, series_geometry(files, p.grid), "mr", p.locate_mm, p.bone_hu, p.bone_dilate_mm)
+    ml = head_mask(grid, "mr").sum() * float(grid.pitch[0]) ** 3 / 1000
+    sphere = 4 / 3 * np.pi * HEAD_R**3 / 1000
+    assert 0.8 * sphere < ml < 1.5 * sphere, f"head mask {ml:.0f} mL at {140 / matrix:.2f} mm pixels, phantom {sphere:.0f} mL"

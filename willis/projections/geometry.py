@@ -106,6 +106,23 @@ def pool_max(arr: np.ndarray, f: int, axis: int) -> np.ndarray:
     return out
 
 
+def pool_mean(arr: np.ndarray, f: int, axis: int) -> np.ndarray:
+    """Mean (float64) over consecutive groups of ``f`` along ``axis`` (last group may be short), as
+    ``pool_max``; ``f`` = 1 returns ``arr`` itself.
+
+    The locate grid's head mask reads cell means: a max of ``f x f`` noisy background pixels sits
+    ~1-2 noise s.d. above their mean, so max-pooled means would turn the air of a fine-pixelled MR
+    series into "head" (measured: a 0.35 mm MRA's box 70 mm too low)."""
+    if f == 1:
+        return arr
+    starts = np.arange(0, arr.shape[axis], f)
+    sums = np.add.reduceat(arr.astype(np.float64, copy=False), starts, axis=axis)
+    counts = np.diff(np.r_[starts, arr.shape[axis]]).astype(np.float64)
+    shape = [1] * arr.ndim
+    shape[axis] = len(starts)
+    return sums / counts.reshape(shape)
+
+
 @dataclass
 class SeriesGeometry:
     """How frames of one series map onto the pooled (z, y, x) grid."""

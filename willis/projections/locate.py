@@ -13,7 +13,7 @@ Per cell (arrays (n_z, n_y, n_x), z ascending; cells that no sampled frame reach
 between two that did along the slice normal are interpolated, ``scatter.fill_gaps``, so thick
 slices leave no empty layers):
 
-* ``mean``: mean of the pooled pixels (head mask), NaN outside the scanned range;
+* ``mean``: mean of the pixels (of block means, ``geometry.pool_mean``; head mask), NaN outside the scanned range;
 * ``vmax``: max of the *evidence image*: CT bone-suppressed HU (``willis.projections.bone``), MR raw;
 * ``bone`` (CT): fraction of the pooled pixels above ``bone_hu``;
 * ``dark`` (MR): max of each slice's black top-hat (``closing - value``, ``LOCATE_TOPHAT_MM`` box):
@@ -34,7 +34,7 @@ import pandas as pd
 
 from willis.dicom.frames import iter_frames
 from willis.projections.bone import OPEN_MM, suppress_bone
-from willis.projections.geometry import SeriesGeometry, pool_max
+from willis.projections.geometry import SeriesGeometry, pool_max, pool_mean
 from willis.projections.kernels import scatter_above, scatter_add, scatter_count, scatter_max, tophat_into
 from willis.projections.scatter import Placer, fill_gaps
 from willis.projections.windows import PercentileSample
@@ -158,9 +158,10 @@ def locate_pass(files: pd.DataFrame, root, geom: SeriesGeometry, family: str, lo
         cells, valid = placer.cells(row.ipp)
         idx = np.where(valid, (cells[2] * n[1] + cells[1]) * n[0] + cells[0], size).ravel()
         v = np.ascontiguousarray(p).ravel()
-        # np.add.at / np.maximum.at, compiled (kernels): the same sums in the same order
+        # np.add.at / np.maximum.at, compiled (kernels): the same sums in the same order. The cell
+        # mean is of block means, not of the maxima (``pool_mean``: noise-free of the pixel size)
         scatter_count(count, idx)
-        scatter_add(total, idx, v.astype(np.float64))
+        scatter_add(total, idx, np.ascontiguousarray(pool_mean(pool_mean(frame, f_i, 0), f_j, 1)).ravel().astype(np.float64))
         if ct:
             if sup is None or sup.shape != p.shape:
                 sup = np.empty(p.shape, np.float32)

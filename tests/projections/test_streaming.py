@@ -221,6 +221,18 @@ def test_pool_max_matches_reduceat(n, f, axis):
     np.testing.assert_array_equal(pool_max(a, f, axis), np.maximum.reduceat(a, starts, axis=axis))
 
 
+@pytest.mark.parametrize("n, f", [(10, 3), (9, 3), (7, 2), (5, 1), (4, 6)])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_pool_mean_is_the_mean_of_each_group(n, f, axis):
+    """The locate grid's cell means read block means (a short last group is its own mean)."""
+    from willis.projections.geometry import pool_mean
+
+    a = np.random.default_rng(n * f).normal(size=(n, n + 1) if axis == 0 else (n + 1, n)).astype(np.float32)
+    want = np.stack([np.take(a, range(s, min(s + f, n)), axis=axis).mean(axis=axis, dtype=np.float64)
+                     for s in range(0, n, f)], axis=axis)
+    np.testing.assert_allclose(pool_mean(a, f, axis), want, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("r0, r1", [(0, 0), (1, 1), (2, 1), (3, 0)])
 def test_box_morphology_equals_skimage(r0, r1):
     from skimage.morphology import dilation, erosion, footprint_rectangle

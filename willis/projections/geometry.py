@@ -107,20 +107,35 @@ def pool_max(arr: np.ndarray, f: int, axis: int) -> np.ndarray:
 
 
 def pool_mean(arr: np.ndarray, f: int, axis: int) -> np.ndarray:
-    """Mean (float64) over consecutive groups of ``f`` along ``axis`` (last group may be short), as
-    ``pool_max``; ``f`` = 1 returns ``arr`` itself.
+    """float32 mean over consecutive groups of ``f`` along ``axis`` (last group may be short), as
+    ``pool_max`` (strided sums, ~0.1 ms per axis for a 512 x 512 slice); ``f`` = 1 returns ``arr``.
 
     The locate grid's head mask reads cell means: a max of ``f x f`` noisy background pixels sits
     ~1-2 noise s.d. above their mean, so max-pooled means would turn the air of a fine-pixelled MR
     series into "head" (measured: a 0.35 mm MRA's box 70 mm too low)."""
     if f == 1:
         return arr
-    starts = np.arange(0, arr.shape[axis], f)
-    sums = np.add.reduceat(arr.astype(np.float64, copy=False), starts, axis=axis)
-    counts = np.diff(np.r_[starts, arr.shape[axis]]).astype(np.float64)
-    shape = [1] * arr.ndim
-    shape[axis] = len(starts)
-    return sums / counts.reshape(shape)
+    n = arr.shape[axis]
+    full = n // f
+    shape = list(arr.shape)
+    shape[axis] = -(-n // f)
+    out = np.empty(shape, dtype=np.float32)
+
+    def sl(start, stop, step=None):
+        idx = [slice(None)] * arr.ndim
+        idx[axis] = slice(start, stop, step)
+        return tuple(idx)
+
+    if full:
+        stop = full * f
+        head = out[sl(0, full)]
+        np.add(arr[sl(0, stop, f)], arr[sl(1, stop, f)], out=head, dtype=np.float32)
+        for i in range(2, f):
+            np.add(head, arr[sl(i, stop, f)], out=head, dtype=np.float32)
+        head /= np.float32(f)
+    if shape[axis] > full:                 # the short last group
+        out[sl(full, full + 1)] = arr[sl(full * f, None)].mean(axis=axis, keepdims=True, dtype=np.float64)
+    return out
 
 
 @dataclass

@@ -75,20 +75,18 @@ def make_axis(native: np.ndarray, grid: int) -> AxisGrid:
     return AxisGrid(n, f, native, coords)
 
 
-def pool_max(arr: np.ndarray, f: int, axis: int) -> np.ndarray:
-    """Max over consecutive groups of ``f`` along ``axis`` (last group may be short): n -> ceil(n / f).
+def _pool(arr: np.ndarray, f: int, axis: int, ufunc: np.ufunc, dtype) -> np.ndarray:
+    """``ufunc`` (np.maximum, np.add) over consecutive groups of ``f`` along ``axis`` into ``dtype``
+    (last group may be short): n -> ceil(n / f).
 
-    Strided maxima into one preallocated array, sliced in place (no ``moveaxis``, which makes the
+    Strided reductions into one preallocated array, sliced in place (no ``moveaxis``, which makes the
     column case 6x slower): ~0.1 ms per axis for a 512 x 512 float32 slice, where
-    ``np.maximum.reduceat`` takes ~2 ms and a reshape-max ~3 ms.
-    """
-    if f == 1:
-        return arr
+    ``np.maximum.reduceat`` takes ~2 ms and a reshape-max ~3 ms."""
     n = arr.shape[axis]
     full = n // f                          # complete groups
     shape = list(arr.shape)
     shape[axis] = -(-n // f)
-    out = np.empty(shape, dtype=arr.dtype)
+    out = np.empty(shape, dtype=dtype)
 
     def sl(start, stop, step=None):
         idx = [slice(None)] * arr.ndim
@@ -98,17 +96,22 @@ def pool_max(arr: np.ndarray, f: int, axis: int) -> np.ndarray:
     if full:
         stop = full * f
         head = out[sl(0, full)]
-        np.maximum(arr[sl(0, stop, f)], arr[sl(1, stop, f)], out=head)
+        ufunc(arr[sl(0, stop, f)], arr[sl(1, stop, f)], out=head, dtype=dtype)
         for i in range(2, f):
-            np.maximum(head, arr[sl(i, stop, f)], out=head)
+            ufunc(head, arr[sl(i, stop, f)], out=head, dtype=dtype)
     if shape[axis] > full:                 # the short last group
-        out[sl(full, full + 1)] = arr[sl(full * f, None)].max(axis=axis, keepdims=True)
+        out[sl(full, full + 1)] = ufunc.reduce(arr[sl(full * f, None)], axis=axis, keepdims=True, dtype=dtype)
     return out
+
+
+def pool_max(arr: np.ndarray, f: int, axis: int) -> np.ndarray:
+    """Max over consecutive groups of ``f`` along ``axis`` (last group may be short): n -> ceil(n / f)."""
+    return arr if f == 1 else _pool(arr, f, axis, np.maximum, arr.dtype)
 
 
 def pool_mean(arr: np.ndarray, f: int, axis: int) -> np.ndarray:
     """float32 mean over consecutive groups of ``f`` along ``axis`` (last group may be short), as
-    ``pool_max`` (strided sums, ~0.1 ms per axis for a 512 x 512 slice); ``f`` = 1 returns ``arr``.
+    ``pool_max``; ``f`` = 1 returns ``arr``.
 
     The locate grid's head mask reads cell means: a max of ``f x f`` noisy background pixels sits
     ~1-2 noise s.d. above their mean, so max-pooled means would turn the air of a fine-pixelled MR
@@ -116,26 +119,11 @@ def pool_mean(arr: np.ndarray, f: int, axis: int) -> np.ndarray:
     if f == 1:
         return arr
     n = arr.shape[axis]
-    full = n // f
-    shape = list(arr.shape)
-    shape[axis] = -(-n // f)
-    out = np.empty(shape, dtype=np.float32)
-
-    def sl(start, stop, step=None):
-        idx = [slice(None)] * arr.ndim
-        idx[axis] = slice(start, stop, step)
-        return tuple(idx)
-
-    if full:
-        stop = full * f
-        head = out[sl(0, full)]
-        np.add(arr[sl(0, stop, f)], arr[sl(1, stop, f)], out=head, dtype=np.float32)
-        for i in range(2, f):
-            np.add(head, arr[sl(i, stop, f)], out=head, dtype=np.float32)
-        head /= np.float32(f)
-    if shape[axis] > full:                 # the short last group
-        out[sl(full, full + 1)] = arr[sl(full * f, None)].mean(axis=axis, keepdims=True, dtype=np.float64)
-    return out
+    sizes = np.full(-(-n // f), f, dtype=np.float32)
+    sizes[-1] = n - f * (len(sizes) - 1)   # the short last group's own size
+    shape = [1] * arr.ndim
+    shape[axis] = len(sizes)
+    return _pool(arr, f, axis, np.add, np.float32) / sizes.reshape(shape)
 
 
 @dataclass

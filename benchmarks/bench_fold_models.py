@@ -17,12 +17,17 @@ several models, ``mean`` is their logits averaged (an ensemble). Logits are cach
 in ``models/`` would make ``dvc status`` see the training output changed), so a model retrained
 in place is scored afresh.
 
-A second table splits ``Aneurysm Present`` by sac size: each model's AUC of the positives whose
+A second table gives each model's score per modality (CTA; MRA, MRI T2, MRI T1post), and
+``--set NAME=INDEX:PROJECTIONS[:SPLIT]`` adds further sets (another generator run's index and
+store, made by the pipeline's own stages) to every table.
+
+A third table splits ``Aneurysm Present`` by sac size: each model's AUC of the positives whose
 largest sac is < 4, 4-6 or >= 6 mm across (the generator's ``MANIFEST.json`` records every sac's
 diameter; real data has none, and the table is skipped) against all negatives of the sets, the
 default profile's validation + test pooled and the held-out profile apart.
 
     python benchmarks/bench_fold_models.py --family ct --models default=models/ct/folds/0 --models ins=/tmp/ins/ct
+    python benchmarks/bench_fold_models.py --family mr --models default=models/mr/folds/0 --set wide=/tmp/wd/index:/tmp/wd/projections:val
 """
 
 from __future__ import annotations
@@ -79,14 +84,44 @@ def build_heldout_store(heldout: Path, work: Path) -> tuple[Path, Path]:
 
 
 def scored_series(index: Path, store: Path, family: str, split: str | None):
-    """(uids, truth (n, 14)) of the family's labelled series in ``store``, of ``split`` (None: all)."""
+    """(uids, truth (n, 14), modality (n,)) of the family's labelled series in ``store``, of ``split`` (None: all)."""
     t = read_index(index, "series")
     t = t[(t["family"] == family) & t["in_csv"].astype(bool) & (t["Modality"] != "")]
     if split is not None:
         t = t[t["split"] == split]
     have = set(open_store(store).attrs["series"])
     t = t[t["SeriesInstanceUID"].isin(have)]
-    return list(t["SeriesInstanceUID"]), t[list(LABELS)].to_numpy(dtype=float)
+    return list(t["SeriesInstanceUID"]), t[list(LABELS)].to_numpy(dtype=float), t["Modality"].to_numpy(dtype=str)
+
+
+def extra_set(spec: str) -> tuple[str, tuple[Path, Path, str | None, Path | None]]:
+    """``NAME=INDEX:PROJECTIONS[:SPLIT]`` (``--set``) -> (name, (index dir, projections dir, split, None))."""
+    name, _, where = spec.partition("=")
+    parts = where.split(":")
+    if not name or len(parts) not in (2, 3):
+        raise SystemExit(f"--set {spec!r}: expected NAME=INDEX_DIR:PROJECTIONS_DIR[:SPLIT]")
+    split = parts[2] if len(parts) == 3 and parts[2] not in ("", "all") else None
+    return name, (Path(parts[0]), Path(parts[1]), split, None)
+
+
+def scores_by_modality(y: np.ndarray, z: np.ndarray, modality: np.ndarray) -> dict[str, float]:
+    """Weighted score of each modality's series (truth ``y`` and logits ``z``: (n, 14)) that has both classes."""
+    out = {}
+    for m in sorted(set(modality)):
+        k = modality == m
+        if 0 < y[k, PRESENT_INDEX].sum() < k.sum():
+            out[m] = competition_score(y[k], expit(z[k]))["score"]
+    return out
+
+
+def modality_table(rows: dict[str, dict[str, dict[str, float]]]) -> None:
+    """Print each model's score per modality; ``rows``: set -> model -> modality -> score."""
+    print("\nweighted score by modality (uncalibrated; a modality needs positives and negatives in the set)")
+    for set_name, by_model in rows.items():
+        mods = sorted({m for r in by_model.values() for m in r})
+        print(f"{set_name:<16}" + "".join(f"{m:>14}" for m in mods))
+        for name, r in by_model.items():
+            print(f"  {name:<14}" + "".join(f"{r.get(m, float('nan')):>14.3f}" for m in mods))
 
 
 SIZE_BINS = ((0.0, 4.0), (4.0, 6.0), (6.0, np.inf))   # largest sac diameter, mm
@@ -154,6 +189,8 @@ def main() -> None:
     ap.add_argument("--n-series", type=int, default=200)
     ap.add_argument("--seed", type=int, default=777, help="generator seed of the held-out set (never the default's)")
     ap.add_argument("--data", type=Path, default=ROOT / "data/synthetic", help="the default profile's dataset (its MANIFEST.json)")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=INDEX:PROJECTIONS[:SPLIT]",
+                    help="a further set to score, e.g. another generator run's val split; repeat for more")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -164,15 +201,20 @@ def main() -> None:
     sets = {"val": (args.index, family_path(args.projections, args.family), "val", args.data),
             "test": (args.index, family_path(args.projections, args.family), "test", args.data),
             "heldout": (h_index, family_path(h_proj, args.family), None, args.heldout)}
+    for name, (index, projections, split, data) in map(extra_set, args.set):
+        sets[name] = (index, family_path(projections, args.family), split, data)
     models = [(spec.rpartition("=")[0] or spec, Path(spec.rpartition("=")[2])) for spec in args.models]
     rows = {name: {} for name, _ in models}
     if len(models) > 1:
         rows["mean"] = {}
     by_size: dict[str, list] = {}
+    by_modality: dict[str, dict[str, dict[str, float]]] = {}
     for set_name, (index, store, split, data) in sets.items():
-        uids, y = scored_series(index, store, args.family, split)
+        uids, y, modality = scored_series(index, store, args.family, split)
         z = [logits(path, store, uids, set_name, args.work / "logits") for _, path in models]
-        size = sac_sizes(data, uids)
+        named = [*zip((n for n, _ in models), z), *([("mean", np.mean(z, axis=0))] if len(models) > 1 else [])]
+        by_modality[set_name] = {name: scores_by_modality(y, zi, modality) for name, zi in named}
+        size = None if data is None else sac_sizes(data, uids)
         if size is not None:
             group = "held-out profile" if set_name == "heldout" else "default: val + test"
             by_size.setdefault(group, []).append((y[:, PRESENT_INDEX], size, [zi[:, PRESENT_INDEX] for zi in z]))
@@ -187,6 +229,7 @@ def main() -> None:
         cells = [f"{r[s][0]['score']:.3f} ({r[s][0]['auc_present']:.3f}/{r[s][0]['auc_locations_mean']:.3f})"
                  for s in sets]
         print(f"{name:<16}" + "".join(f"{c:>26}" for c in cells) + f"{np.mean([r[s][0]['score'] for s in sets]):>14.3f}")
+    modality_table(by_modality)
     if by_size:
         size_table({group: (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                             {name: np.concatenate([p[2][i] for p in parts]) for i, (name, _) in enumerate(models)})

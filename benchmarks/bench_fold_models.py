@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_heldout import ensure_heldout, heldout_dir  # noqa: E402
+from bench_heldout import ensure_heldout, heldout_dir, modality_scores  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 from willis.index.tables import read_index  # noqa: E402
 from willis.labels import LABELS, PRESENT_INDEX  # noqa: E402
@@ -94,24 +94,19 @@ def scored_series(index: Path, store: Path, family: str, split: str | None):
     return list(t["SeriesInstanceUID"]), t[list(LABELS)].to_numpy(dtype=float), t["Modality"].to_numpy(dtype=str)
 
 
-def extra_set(spec: str) -> tuple[str, tuple[Path, Path, str | None, Path | None]]:
-    """``NAME=INDEX:PROJECTIONS[:SPLIT]`` (``--set``) -> (name, (index dir, projections dir, split, None))."""
+def extra_set(spec: str) -> tuple[str, Path, Path, str | None]:
+    """``NAME=INDEX:PROJECTIONS[:SPLIT]`` (``--set``) -> (name, index dir, projections dir, split or None: all)."""
     name, _, where = spec.partition("=")
     parts = where.split(":")
     if not name or len(parts) not in (2, 3):
         raise SystemExit(f"--set {spec!r}: expected NAME=INDEX_DIR:PROJECTIONS_DIR[:SPLIT]")
     split = parts[2] if len(parts) == 3 and parts[2] not in ("", "all") else None
-    return name, (Path(parts[0]), Path(parts[1]), split, None)
+    return name, Path(parts[0]), Path(parts[1]), split
 
 
 def scores_by_modality(y: np.ndarray, z: np.ndarray, modality: np.ndarray) -> dict[str, float]:
     """Weighted score of each modality's series (truth ``y`` and logits ``z``: (n, 14)) that has both classes."""
-    out = {}
-    for m in sorted(set(modality)):
-        k = modality == m
-        if 0 < y[k, PRESENT_INDEX].sum() < k.sum():
-            out[m] = competition_score(y[k], expit(z[k]))["score"]
-    return out
+    return {m: h["score"] for m, h in modality_scores(y, expit(z), modality).items() if h["score"] is not None}
 
 
 def modality_table(rows: dict[str, dict[str, dict[str, float]]]) -> None:
@@ -201,8 +196,8 @@ def main() -> None:
     sets = {"val": (args.index, family_path(args.projections, args.family), "val", args.data),
             "test": (args.index, family_path(args.projections, args.family), "test", args.data),
             "heldout": (h_index, family_path(h_proj, args.family), None, args.heldout)}
-    for name, (index, projections, split, data) in map(extra_set, args.set):
-        sets[name] = (index, family_path(projections, args.family), split, data)
+    for name, index, projections, split in map(extra_set, args.set):
+        sets[name] = (index, family_path(projections, args.family), split, None)   # no MANIFEST: no size table
     models = [(spec.rpartition("=")[0] or spec, Path(spec.rpartition("=")[2])) for spec in args.models]
     rows = {name: {} for name, _ in models}
     if len(models) > 1:

@@ -80,11 +80,14 @@ def _fmt(v) -> str:
 
 def score_table(Y: np.ndarray, P: np.ndarray, modality: np.ndarray, n_boot: int, seed: int) -> dict:
     out = {"all": {**_headline(Y, P), **{k: bootstrap_score(Y, P, n_boot, seed)[k] for k in ("low", "high")}}}
-    for m in sorted(set(modality)):
-        sel = modality == m
-        out[m] = {**_headline(Y[sel], P[sel]), "n": int(sel.sum())}
+    out.update(modality_scores(Y, P, modality))
     out["all"]["n"] = int(len(Y))
     return out
+
+
+def modality_scores(Y: np.ndarray, P: np.ndarray, modality: np.ndarray) -> dict[str, dict]:
+    """Headline numbers and count of each modality's series (score None where it has one class only)."""
+    return {m: {**_headline(Y[sel], P[sel]), "n": int(sel.sum())} for m in sorted(set(modality)) for sel in [modality == m]}
 
 
 def _headline(Y, P) -> dict:

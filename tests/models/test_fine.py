@@ -143,3 +143,50 @@ def test_negative_crops_have_empty_targets():
                    np.random.default_rng(0), torch.Generator().manual_seed(0), torch.device("cpu"))
     assert b["image"].shape == (4, 2, 48, 48) and b["target"].shape == (4, 14, 12, 12)
     assert float(b["target"].max()) == 0.0
+
+
+def test_routed_net_reads_each_image_with_its_groups_network():
+    """``groups``: every image goes to the network of its sub-modality's group, in a batch of one
+    series or of several mixed; a checkpoint round trip keeps both networks."""
+    from willis.models.fine import RoutedNet
+
+    torch.manual_seed(0)
+    model = FineModel(in_channels=2, n_modalities=3, n_slabs=3, size=32, width=4, stem=4, tta=False,
+                      groups=[[0], [1, 2]]).eval()
+    assert isinstance(model.net, RoutedNet) and len(model.net.members) == 2
+    a, b = model.net.members
+    for m in (a, b):   # distinct weights, so a wrong route shows
+        for t in m.parameters():
+            t.data.normal_(0, 0.2)
+    x = torch.rand(5, 2, 32, 32)
+    coords = torch.rand(5, 3, 32, 32)
+    ids = torch.tensor([1, 0, 2, 0, 1])
+    with torch.no_grad():
+        mixed = model.net(x, coords, ids)
+        want = torch.stack([(a if i == 0 else b)(x[j:j + 1], coords[j:j + 1], ids[j:j + 1])[0]
+                            for j, i in enumerate(ids.tolist())])
+        assert torch.allclose(mixed, want, atol=1e-5)
+        assert torch.equal(model.net(x[:2], coords[:2], torch.tensor([2, 2])), b(x[:2], coords[:2], torch.tensor([2, 2])))
+        assert not torch.allclose(a(x, coords, ids), b(x, coords, ids))
+    with pytest.raises(ValueError, match="in no group"):
+        FineModel(in_channels=2, n_modalities=3, n_slabs=3, size=32, groups=[[0], [1]])
+
+
+def test_grouped_fine_model_checkpoint_round_trip(tmp_path):
+    from willis.models.checkpoint import arch_from_params, build_model, load_model, save_model
+    from willis.params.train import TrainParams
+
+    p = TrainParams(model="fine_cnn", width=4, stem=4, groups=(("MRA",), ("MRI T2", "MRI T1post")))
+    arch = arch_from_params(p, 2, 3, (3, 32), ["MRA", "MRI T2", "MRI T1post"])
+    assert arch["kwargs"]["groups"] == [[0], [1, 2]]
+    assert "groups" not in arch_from_params(TrainParams(model="fine_cnn"), 2, 3, (3, 32))["kwargs"]  # one network: as before
+    torch.manual_seed(1)
+    model = build_model(arch).eval()
+    meta = {"family": "mr", "arch": arch, "labels": list(LABELS), "modalities": ["MRA", "MRI T2", "MRI T1post"],
+            "channels": ["a", "b"], "size": 32, "instances": 3, "params": {}, "data_hash": "x", "prior": {}}
+    save_model(tmp_path, model, meta)
+    loaded, _ = load_model(tmp_path)
+    fine = torch.rand(3, 3, 3, 2, 32, 32)
+    ids = torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        assert torch.equal(model(fine, ids)["logits"], loaded.eval()(fine, ids)["logits"])

@@ -130,3 +130,25 @@ def test_index_read_limits_defaults_are_the_readers():
     p = IndexParams()
     assert (p.max_frame_bytes, p.max_pixel_bytes, p.max_frames) == (
         DEFAULT_LIMITS.max_frame_bytes, DEFAULT_LIMITS.max_pixel_bytes, DEFAULT_LIMITS.max_frames)
+
+
+@pytest.mark.parametrize("groups, why", [
+    ([["MRA"], ["MRI T2"]], r"\['MRI T1post'\] in no group"),
+    ([["MRA", "MRI T2"], ["MRI T2", "MRI T1post"]], "a sub-modality is in two groups"),
+    ([["MRA"], ["MRI T2", "MRI T1post", "CTA"]], r"\['CTA'\] are not sub-modalities of mr"),
+    ([["MRA"], [], ["MRI T2", "MRI T1post"]], "a group may not be empty"),
+])
+def test_train_groups_must_partition_the_family(tmp_path, groups, why):
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["train"]["mr"]["groups"] = groups
+    with pytest.raises(ParamsError, match=r"train\.mr\.groups: " + why):
+        load(_write(tmp_path, data))
+
+
+def test_train_groups_are_a_fine_cnn_option(tmp_path):
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["train"]["mr"].update(groups=[["MRA"], ["MRI T2", "MRI T1post"]], model="mip_cnn")
+    with pytest.raises(ParamsError, match=r"train\.mr\.groups: one network per group is a fine_cnn option"):
+        load(_write(tmp_path, data))
+    data["train"]["mr"]["model"] = "fine_cnn"
+    assert load(_write(tmp_path, data)).train.mr.groups == (("MRA",), ("MRI T2", "MRI T1post"))

@@ -7,7 +7,9 @@ calibrate, evaluate and predict never read today's params.yaml:
     {
       "format": 1,
       "family": "ct",
-      "arch": {"name": "mil", "kwargs": {...}},       # build_model(arch) rebuilds the module
+      "arch": {"name": "mil", "kwargs": {...}},       # build_model(arch) rebuilds the module; fine_cnn
+                                                      # with train groups: kwargs "groups" = modality ids
+                                                      # per network (state_dict keys net.members.<g>.*)
       "labels": [... 14 names, willis.labels.LABELS order ...],
       "modalities": ["CTA"],                          # modality_id i <-> modalities[i]
       "channels": [...], "size": 128, "instances": 12, # the projection the model was trained on
@@ -48,18 +50,22 @@ def modality_vocab(family: str) -> list[str]:
 
 
 def arch_from_params(p: TrainParams, in_channels: int, n_modalities: int,
-                     fine_shape: tuple[int, int] | None = None) -> dict:
+                     fine_shape: tuple[int, int] | None = None, vocab: list[str] | None = None) -> dict:
     """Architecture args from the family's train section; stored verbatim in meta.json.
 
     ``fine_shape`` = (K_f slabs, F pixels) of the fine store, for ``fine_cnn`` (``in_channels``
-    is then the number of fine channels)."""
+    is then the number of fine channels); ``vocab`` the family's sub-modalities (modality id
+    order), which ``p.groups`` names."""
     if p.model == "fine_cnn":
         if fine_shape is None:
             raise ValueError("fine_cnn needs the fine store's (slabs, size)")
-        return {"name": p.model, "kwargs": dict(in_channels=in_channels, n_modalities=n_modalities,
-                                                n_slabs=int(fine_shape[0]), size=int(fine_shape[1]),
-                                                width=p.width, stem=p.stem, tta=p.tta,
-                                                context=p.context_slabs)}
+        kwargs = dict(in_channels=in_channels, n_modalities=n_modalities, n_slabs=int(fine_shape[0]),
+                      size=int(fine_shape[1]), width=p.width, stem=p.stem, tta=p.tta, context=p.context_slabs)
+        if p.groups:   # modality ids per group (absent for one network: older checkpoints read the same)
+            if vocab is None:
+                raise ValueError("train groups need the family's sub-modality vocabulary")
+            kwargs["groups"] = [[vocab.index(m) for m in g] for g in p.groups]
+        return {"name": p.model, "kwargs": kwargs}
     common = dict(in_channels=in_channels, n_modalities=n_modalities, backbone=p.backbone,
                   width=p.width, embed_dim=p.embed_dim, modality_dim=p.modality_dim,
                   dropout=p.dropout, backbone_weights=p.backbone_weights, input_size=p.input_size,

@@ -164,6 +164,46 @@ def pool_3d(maps: torch.Tensor) -> torch.Tensor:
     return consensus_3d(maps).flatten(2).amax(dim=2) / 3
 
 
+class RoutedNet(nn.Module):
+    """Several ``FineNet`` behind one ``FineNet`` call: each image goes to the network of its
+    sub-modality's group (``route[modality_id]``). A group's network is trained on its own series
+    alone (``train.<family>.groups``): an MRA's bright lumen and a T2's dark flow void are
+    different detection problems, and one network on the mix learnt the default's T2 look
+    (docs/training.md)."""
+
+    def __init__(self, members: list[FineNet], route: list[int]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.register_buffer("route", torch.as_tensor(route, dtype=torch.long), persistent=False)
+
+    def forward(self, image: torch.Tensor, coords: torch.Tensor, modality_id: torch.Tensor) -> torch.Tensor:
+        which = self.route.to(modality_id.device)[modality_id.long()]              # (N,) member per image
+        first = int(which[0])
+        if bool((which == first).all()):      # the usual case: a batch of one series' slab images
+            return self.members[first](image, coords, modality_id)
+        out = None
+        for g in which.unique().tolist():
+            rows = (which == g).nonzero().squeeze(1)
+            maps = self.members[g](image[rows], coords[rows], modality_id[rows])
+            if out is None:
+                out = maps.new_empty((image.shape[0], *maps.shape[1:]))
+            out[rows] = maps
+        return out
+
+
+def group_route(groups: list[list[int]], n_modalities: int) -> list[int]:
+    """Modality id -> index of its group; every id in exactly one group."""
+    route = [-1] * n_modalities
+    for g, ids in enumerate(groups):
+        for i in ids:
+            if not 0 <= i < n_modalities or route[i] != -1:
+                raise ValueError(f"groups {groups}: modality id {i} out of range or in two groups")
+            route[i] = g
+    if -1 in route:
+        raise ValueError(f"groups {groups}: modality ids {[i for i, g in enumerate(route) if g < 0]} in no group")
+    return route
+
+
 def series_inputs(model: nn.Module, fine: np.ndarray, modality_id: np.ndarray, rows: np.ndarray,
                   batch: int = 1):
     """Yield (rows, x, ids) for whole-series inference of ``rows`` of ``fine`` (N, 3, K, C, F, F)
@@ -183,14 +223,19 @@ def series_inputs(model: nn.Module, fine: np.ndarray, modality_id: np.ndarray, r
 
 class FineModel(nn.Module):
     """Series in, study logits out: every slab image (with ``context`` neighbouring slabs as extra
-    channels) through ``FineNet``, the three views' maps combined in 3-D (``pool_3d``)."""
+    channels) through ``FineNet`` (or a ``RoutedNet`` of one per sub-modality group), the three
+    views' maps combined in 3-D (``pool_3d``)."""
 
     def __init__(self, in_channels: int, n_modalities: int, n_slabs: int, size: int, width: int = 16,
-                 stem: int = 8, tta: bool = True, context: int = 0):
+                 stem: int = 8, tta: bool = True, context: int = 0, groups: list[list[int]] | None = None):
         super().__init__()
         self.context = int(context)
-        self.net = FineNet(in_channels * (2 * self.context + 1), n_modalities, width, stem).to(
-            memory_format=torch.channels_last)
+
+        def net() -> FineNet:
+            return FineNet(in_channels * (2 * self.context + 1), n_modalities, width, stem).to(
+                memory_format=torch.channels_last)
+        # groups (modality ids per group): one network per group (``RoutedNet``); None: one for all
+        self.net = net() if not groups else RoutedNet([net() for _ in groups], group_route(groups, n_modalities))
         self.n_slabs, self.size, self.tta = int(n_slabs), int(size), bool(tta)
         self.heatmap = True
 

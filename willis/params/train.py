@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Optional
 
+from willis.labels import MODALITIES, MODALITY_FAMILY
 from willis.params.schema import require
 
 
@@ -78,6 +79,9 @@ class TrainParams:
     aug_blur_p: float = 0.3             # Gaussian blur (s.d. 0.5-1.2 px) this often
     val_every: int = 0                  # whole-series validation every N epochs (0: after the last only)
     tta: bool = True                    # flip test-time augmentation (Left/Right logits swapped back)
+    groups: tuple[tuple[str, ...], ...] = ()  # fine_cnn: one network per group of sub-modalities, each
+                                        # trained on its group's series alone; a series is read by its
+                                        # group's network. Empty: one network for the family
     # --- optimisation ---------------------------------------------------------------------------
     epochs: int = 60
     smoke_epochs: int = 3
@@ -156,6 +160,23 @@ def check_family(p: TrainParams, family: str) -> None:
             f"the heat-map head needs the compact backbone's feature maps, not {p.backbone!r}")
     require(p.backbone == "compact" or p.backbone_weights is not None, f"train.{family}.backbone_weights",
             f"backbone {p.backbone!r} needs a local weights file (nothing is downloaded)")
+    check_groups(p.groups, family, p.model)
+
+
+def check_groups(groups: tuple[tuple[str, ...], ...], family: str, model: str) -> None:
+    """``train.<family>.groups``: empty, or a partition of the family's sub-modalities (``fine_cnn`` only)."""
+    if not groups:
+        return
+    key = f"train.{family}.groups"
+    vocab = [m for m in MODALITIES if MODALITY_FAMILY[m] == family]
+    require(model == "fine_cnn", key, f"one network per group is a fine_cnn option, not {model!r}")
+    names = [m for g in groups for m in g]
+    require(all(g for g in groups), key, "a group may not be empty")
+    unknown = sorted(set(names) - set(vocab))
+    require(not unknown, key, f"{unknown} are not sub-modalities of {family} (expected some of {vocab})")
+    require(len(names) == len(set(names)), key, f"a sub-modality is in two groups: {[list(g) for g in groups]}")
+    missing = [m for m in vocab if m not in names]
+    require(not missing, key, f"{missing} in no group: every sub-modality of {family} needs a network")
 
 
 # Knobs whose measured best differs by family: params.yaml sets them per family, and

@@ -149,6 +149,58 @@ def fit(data: FamilyData, p: TrainParams, epochs: int, seed: int, device: torch.
     return model, {k: v for k, v in best.items() if k != "state"}, history
 
 
+class _GroupLive:
+    """The dvclive ``Live`` as one group's ``fit`` sees it: metrics under ``<group>/``, steps from 0."""
+
+    def __init__(self, live, group: str):
+        self.live, self.group = live, group
+        live.step = 0
+
+    def log_metric(self, name: str, value) -> None:
+        self.live.log_metric(f"{self.group}/{name}", value)
+
+    def next_step(self) -> None:
+        self.live.next_step()
+
+
+def group_name(names) -> str:
+    """File-name form of a sub-modality group: ("MRI T2", "MRI T1post") -> ``mri_t2+mri_t1post``."""
+    return "+".join(label_slug(m) for m in names)
+
+
+def fit_groups(data: FamilyData, p: TrainParams, epochs: int, seed: int, device: torch.device, live=None,
+               desc: str = "fine") -> tuple[FineModel, dict, list[dict]]:
+    """``fit`` once per group of ``p.groups``, each on its group's train / val series alone (the
+    others out of both splits), with the same seed; the networks joined into one ``RoutedNet``
+    model. Returns what ``fit`` returns: ``best["logits"]`` over the whole val split (each series
+    by its group's network, in ``data.index("val")`` order) and the score over all of it, plus
+    ``best["groups"]``: each group's series counts, best epoch and own score."""
+    _, _, k, c, size, _ = data.fine.shape
+    model = build_model(arch_from_params(p, c, len(data.vocab), (k, size), data.vocab)).to(device)
+    va = data.index("val")
+    logits = np.zeros((len(va), len(LABELS)), np.float32)
+    groups, history, epoch = {}, [], -1
+    for g, names in enumerate(p.groups):
+        name = group_name(names)
+        inside = np.isin(data.modality_id, [data.vocab.index(m) for m in names])
+        sub = dataclasses.replace(data, split=np.where(inside, data.split, "other"))
+        n_tr, n_va = len(sub.index("train")), len(sub.index("val"))
+        if n_tr < 2 or n_va < 1:
+            raise ValueError(f"{data.family}: group {list(names)} (train.{data.family}.groups) has {n_tr} training "
+                             f"and {n_va} validation series; need >= 2 and >= 1")
+        log.info("%s: group %s, %d train / %d val series", desc, name, n_tr, n_va)
+        member, best, hist = fit(sub, dataclasses.replace(p, groups=()), epochs, seed, device,
+                                 None if live is None else _GroupLive(live, name), desc=f"{desc} {name}")
+        model.net.members[g].load_state_dict(member.net.state_dict())
+        logits[np.isin(va, sub.index("val"))] = best["logits"]
+        groups[name] = {"n_train": n_tr, "n_val": n_va, "best_epoch": best["epoch"] + 1,
+                        "val_score": _finite_or_none(best["score"])}
+        history += [{**row, "group": name} for row in hist]
+        epoch = max(epoch, best["epoch"])
+    score, auc = weighted_score(data.y[va], logits)
+    return model, {"score": score, "epoch": epoch, "logits": logits, "auc": auc, "groups": groups}, history
+
+
 def _finite_or_none(v):
     return float(v) if v is not None and np.isfinite(v) else None
 
@@ -179,28 +231,32 @@ def train_fine_family(p: TrainParams, *, family: str, store_path: str | Path, in
              len(data.skipped))
     Path(report_dir).mkdir(parents=True, exist_ok=True)
     with Live(dir=str(report_dir), dvcyaml=False, save_dvc_exp=False) as live:
-        model, best, history = fit(data, p, epochs, seed, device, live, desc=f"train {family}")
+        model, best, history = (fit_groups if p.groups else fit)(data, p, epochs, seed, device, live,
+                                                                 desc=f"train {family}")
         live.summary["best_epoch"] = best["epoch"] + 1
         live.summary["best_val_score"] = best["score"]
     _, _, k, c, size, _ = data.fine.shape
+    epochs_run = len({row["epoch"] for row in history})   # per network (groups: each ran as many)
     prior = {name: float(v) for name, v in zip(LABELS, data.y[tr].mean(axis=0))}
     meta = {
-        "family": family, "arch": arch_from_params(p, c, len(data.vocab), (k, size)), "labels": list(LABELS),
+        "family": family, "arch": arch_from_params(p, c, len(data.vocab), (k, size), data.vocab), "labels": list(LABELS),
         "modalities": data.vocab, "inputs": ["fine"],
         "channels": data.fine_channels, "size": int(size), "instances": int(k),
         "project": data.store_params, "params": dataclasses.asdict(p), "seed": seed, "smoke": smoke, "fold": fold, "folds": folds,
         "data_hash": data.data_hash, "prior": prior, "best_epoch": best["epoch"] + 1,
         "val_score": _finite_or_none(best["score"]),
         "val_auc": {name: _finite_or_none(v) for name, v in best["auc"].items()},
-        "report": {"n_train": int(len(tr)), "n_val": int(len(va)), "epochs_run": len(history), "world_size": 1,
+        "report": {"n_train": int(len(tr)), "n_val": int(len(va)), "epochs_run": epochs_run, "world_size": 1,
                    "skipped": data.skipped, "series_with_localizer_target": int((data.fine_known & (data.y[:, PRESENT_INDEX] > 0)).sum()),
                    "localizers_without_target": data.points_skipped},
     }
+    if "groups" in best:
+        meta["report"]["groups"] = best["groups"]
     save_model(model_dir, model, meta)
     write_logits(logits_frame([data.uids[i] for i in va], [data.modality[i] for i in va], best["logits"], data.y[va]),
                  Path(model_dir) / "val_logits.parquet")
     summary = {"family": family, "model": p.model, "best_epoch": best["epoch"] + 1, "val_score": best["score"],
-               "epochs_run": len(history), "seconds": time.perf_counter() - t0, "history": history, "rank": 0,
+               "epochs_run": epochs_run, "seconds": time.perf_counter() - t0, "history": history, "rank": 0,
                "world_size": 1}
     log.info("%s: val score %.4f (epoch %d), %.1f s", family, best["score"], best["epoch"] + 1, summary["seconds"])
     return summary

@@ -147,7 +147,7 @@ def test_negative_crops_have_empty_targets():
 
 def test_routed_net_reads_each_image_with_its_groups_network():
     """``groups``: every image goes to the network of its sub-modality's group, in a batch of one
-    series or of several mixed; a checkpoint round trip keeps both networks."""
+    series or of several mixed; a partition missing an id is refused."""
     from willis.models.fine import RoutedNet
 
     torch.manual_seed(0)
@@ -173,6 +173,8 @@ def test_routed_net_reads_each_image_with_its_groups_network():
 
 
 def test_grouped_fine_model_checkpoint_round_trip(tmp_path):
+    """Groups named in params become modality ids in meta.json's arch; a saved grouped model
+    reloads to the same logits (both networks kept)."""
     from willis.models.checkpoint import arch_from_params, build_model, load_model, save_model
     from willis.params.train import TrainParams
 

@@ -68,8 +68,8 @@ def write_untrained_bundle(out: Path) -> Path:
     import torch
 
     from willis.calibration import Calibration
-    from willis.labels import LABELS
-    from willis.models.checkpoint import arch_from_params, build_model, modality_vocab, save_model
+    from willis.labels import LABELS, modality_vocab
+    from willis.models.checkpoint import arch_from_params, build_model, save_model
     from willis.params.project import ProjectParams
     from willis.params.train import TrainParams
     from willis.projections.finebox import fine_dims

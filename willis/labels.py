@@ -39,6 +39,14 @@ FAMILIES: tuple[str, ...] = ("ct", "mr")
 DICOM_MODALITY_FAMILY: dict[str, str] = {"CT": "ct", "MR": "mr"}
 
 
+def modality_vocab(family: str) -> list[str]:
+    """The sub-modalities of a family, in ``MODALITIES`` order (a model's modality ids)."""
+    vocab = [m for m in MODALITIES if MODALITY_FAMILY[m] == family]
+    if not vocab:
+        raise ValueError(f"unknown modality family {family!r}")
+    return vocab
+
+
 def _lr_pairs() -> tuple[tuple[int, int], ...]:
     """Index pairs (left, right) of LABELS that a left-right flip must swap."""
     pairs = []

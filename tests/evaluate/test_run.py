@@ -12,7 +12,7 @@ import yaml
 from willis.calibration import Calibration, fit_calibration
 from willis.evaluate.baseline import Baseline, projection_features
 from willis.evaluate.run import run_evaluate
-from willis.labels import LABELS, MODALITY_FAMILY, PRESENT, PRESENT_INDEX, label_slug
+from willis.labels import LABELS, MODALITY_FAMILY, PRESENT, PRESENT_INDEX, label_slug, modality_vocab
 from willis.metrics import competition_score
 from willis.models.logits import LOGIT_PREFIX
 from willis.params import build
@@ -188,7 +188,7 @@ def test_evaluate_with_real_checkpoint_and_logits_for(tmp_path):
     from train_fixtures import build_family
 
     from willis.calibration import run_calibrate
-    from willis.models.checkpoint import arch_from_params, build_model, modality_vocab, save_model
+    from willis.models.checkpoint import arch_from_params, build_model, save_model
     from willis.models.infer import logits_for
     from willis.models.logits import LOGIT_COLUMNS, logits_frame, write_logits
     from willis.params.train import TrainParams

@@ -7,8 +7,8 @@ from PIL import Image
 
 from train_fixtures import build_family
 from willis.evaluate.run import write_thumbnails
-from willis.labels import LABELS
-from willis.models.checkpoint import arch_from_params, build_model, modality_vocab, save_model
+from willis.labels import LABELS, modality_vocab
+from willis.models.checkpoint import arch_from_params, build_model, save_model
 from willis.params.train import TrainParams
 from willis.models.infer import heat_maps_for
 

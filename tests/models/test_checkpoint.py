@@ -5,9 +5,8 @@ import json
 import pytest
 import torch
 
-from willis.labels import LABELS
-from willis.models.checkpoint import (arch_from_params, build_model, load_model, modality_vocab,
-                                      save_model)
+from willis.labels import LABELS, modality_vocab
+from willis.models.checkpoint import arch_from_params, build_model, load_model, save_model
 from willis.models.mil import AttentionMIL
 from willis.models.mip_cnn import MipCNN
 from willis.params.train import TrainParams

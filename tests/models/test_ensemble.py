@@ -19,8 +19,8 @@ import willis.predict as P
 from predict.test_predict import PRIORS, PROJECT, UID, data  # noqa: F401  (data: the DICOM phantoms fixture)
 from train_fixtures import build_family
 from willis.calibration import Calibration
-from willis.labels import LABELS
-from willis.models.checkpoint import arch_from_params, build_model, load_model, modality_vocab, save_model
+from willis.labels import LABELS, modality_vocab
+from willis.models.checkpoint import arch_from_params, build_model, load_model, save_model
 from willis.models.ensemble import FoldEnsemble, ensemble_logits_for, member_dirs, member_oof_logits
 from willis.models.folds import fold_dir, oof_logits
 from willis.models.infer import infer_arrays, logits_for

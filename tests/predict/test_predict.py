@@ -20,8 +20,8 @@ from pydicom.dataset import Dataset
 from willis import predict as P
 from willis.predict.cli import main
 from willis.calibration import Calibration
-from willis.labels import CSV_COLUMNS, LABELS, LOCATIONS, PRESENT_INDEX
-from willis.models.checkpoint import arch_from_params, build_model, load_model, modality_vocab, save_model
+from willis.labels import CSV_COLUMNS, LABELS, LOCATIONS, PRESENT_INDEX, modality_vocab
+from willis.models.checkpoint import arch_from_params, build_model, load_model, save_model
 from willis.params.project import ProjectParams
 from willis.params.train import TrainParams
 from willis.synth.dicom_writer import geometry_for, sample_world, write_series

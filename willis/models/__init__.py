@@ -7,7 +7,7 @@ not care which one they hold::
 
 ``mip`` is (B, 3, C, S, S) (views axial, coronal, sagittal), ``instances`` is (B, K, C, S, S)
 (axial thin-slab MIPs), both float in [0, 1]; ``modality_id`` is (B,) int64, an index into the
-family's modality vocabulary (``willis.models.checkpoint.modality_vocab``). Logits follow
+family's modality vocabulary (``willis.labels.modality_vocab``). Logits follow
 ``willis.labels.LABELS`` (13 locations, then Aneurysm Present).
 
 Modules: ``backbone``, ``mip_cnn``, ``mil``, ``heat`` (the networks), ``checkpoint`` (``model.pt`` +

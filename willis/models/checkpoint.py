@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from willis.labels import LABELS, MODALITIES, MODALITY_FAMILY
+from willis.labels import LABELS, modality_vocab
 from willis.models.fine import FineModel
 from willis.models.mil import AttentionMIL
 from willis.models.mip_cnn import MipCNN
@@ -39,14 +39,6 @@ FORMAT = 1
 MODEL_CLASSES: dict[str, type[nn.Module]] = {"mil": AttentionMIL, "mip_cnn": MipCNN, "fine_cnn": FineModel}
 META_KEYS = ("format", "family", "arch", "labels", "modalities", "channels", "size", "instances",
              "params", "data_hash", "prior")
-
-
-def modality_vocab(family: str) -> list[str]:
-    """The sub-modalities of a family, in ``willis.labels.MODALITIES`` order (ids for the embedding)."""
-    vocab = [m for m in MODALITIES if MODALITY_FAMILY[m] == family]
-    if not vocab:
-        raise ValueError(f"unknown modality family {family!r}")
-    return vocab
 
 
 def arch_from_params(p: TrainParams, in_channels: int, n_modalities: int,

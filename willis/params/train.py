@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Optional
 
-from willis.labels import MODALITIES, MODALITY_FAMILY
+from willis.labels import modality_vocab
 from willis.params.schema import require
 
 
@@ -168,7 +168,7 @@ def check_groups(groups: tuple[tuple[str, ...], ...], family: str, model: str) -
     if not groups:
         return
     key = f"train.{family}.groups"
-    vocab = [m for m in MODALITIES if MODALITY_FAMILY[m] == family]
+    vocab = modality_vocab(family)
     require(model == "fine_cnn", key, f"one network per group is a fine_cnn option, not {model!r}")
     names = [m for g in groups for m in g]
     require(all(g for g in groups), key, "a group may not be empty")

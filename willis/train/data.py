@@ -22,8 +22,7 @@ import numpy as np
 import pandas as pd
 
 from willis.index.tables import SPLIT_LABEL_COLUMNS, read_index
-from willis.labels import LABELS, PRESENT_INDEX
-from willis.models.checkpoint import modality_vocab
+from willis.labels import LABELS, PRESENT_INDEX, modality_vocab
 from willis.projections.store import load_family, open_store
 from willis.projections.targets import LOCALIZER_INPUTS, fine_points, localizer_targets, visible
 from willis.splits import assign_folds

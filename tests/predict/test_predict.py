@@ -132,11 +132,34 @@ def _ds(**tags) -> Dataset:
     ({"EchoTime": "3.1", "ContrastBolusAgent": "Gadovist"}, "MRI T1post"),
     ({"EchoTime": "3.1", "RepetitionTime": "25"}, "MRA"),
     ({}, "MRA"),
+    ({"SeriesDescription": "AX FLAIR"}, "MRI T2"),
+    # the label set has no pre-contrast T1: a T1-weighted series is MRI T1post, POST or not
+    ({"SeriesDescription": "t1_fl2d_sag"}, "MRI T1post"),
+    ({"ProtocolName": "SAG MPRAGE"}, "MRI T1post"),
+    # AngioFlag N: the scanner says it is no angiogram; a long TE still makes it T2
+    ({"AngioFlag": "N", "EchoTime": "2.46"}, "MRI T1post"),
+    ({"AngioFlag": "N"}, "MRI T1post"),
+    ({"AngioFlag": "N", "EchoTime": "95"}, "MRI T2"),
+    ({"AngioFlag": "N", "SeriesDescription": "TOF 3D multi-slab"}, "MRA"),
 ])
 def test_mr_submodality_rules(tags, expected):
     modality, why = P.mr_submodality(_ds(**tags))
     assert modality == expected
     assert why  # always says which rule decided
+
+
+def test_real_sagittal_t1_is_predicted_as_t1post_not_mra(bundle):
+    """A real Siemens sagittal T1 (``t1_fl2d_sag``, AngioFlag N, TE 2.46 ms; ../shared's fixture):
+    ``predict`` reads its header and routes it as MRI T1post, the label set's T1-weighted class (the
+    old rules fell through to the MRA default), and scores it (status ok, 14 probabilities)."""
+    from oracles import real_fixture
+
+    folder = real_fixture("mr-sagittal-t1-hfs")
+    df = P.predict(str(folder), models_dir=bundle, device="cpu")
+    assert df.attrs["family"] == "mr" and df.attrs["status"] == "ok", df.attrs
+    assert df.attrs["modality"] == "MRI T1post", df.attrs
+    values = df.to_numpy()
+    assert values.shape == (1, len(LABELS)) and np.isfinite(values).all() and ((values >= 0) & (values <= 1)).all()
 
 
 def test_mr_submodality_enhanced_echo_time():

@@ -173,7 +173,7 @@ def load(a, splits, heldout=False):
         vol = np.load(folder / f"{uid}.npy")
         box = np.asarray(m["box"])
         y = series.loc[uid, list(LABELS)].to_numpy(float)
-        if not np.all(np.isfinite(y)):   # a series without train.csv labels is not scored
+        if not np.all(np.isfinite(y) & (y >= 0)):   # a series without train.csv labels (-1) is not scored
             continue
         pts = []
         for r in loc[loc["SeriesInstanceUID"] == uid].itertuples():

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -52,6 +53,9 @@ from willis.index.tables import read_index
 from willis.labels import LABELS, PRESENT_INDEX, flip_permutation, modality_vocab
 from willis.metrics import competition_score
 from willis.train.heatmap import heat_loss
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_fold_models import scores_by_modality  # noqa: E402  (the per-sequence scores of every benchmark)
 
 OUT = Path("data/vol3d")
 L = len(LABELS)
@@ -250,10 +254,10 @@ def batch(D, uids, args, rng, size, n_mod):
         for q in p:
             cc = torch.floor(q[1:] / 4)                   # voxel -> stride-4 cell
             grid = torch.arange(cell, dtype=torch.float32)
-            d2 = ((grid.view(-1, 1, 1) - torch.round(cc[0])) ** 2 + (grid.view(1, -1, 1) - torch.round(cc[1])) ** 2
-                  + (grid.view(1, 1, -1) - torch.round(cc[2])) ** 2)
+            d2 = ((grid.view(-1, 1, 1) - cc[0]) ** 2 + (grid.view(1, -1, 1) - cc[1]) ** 2
+                  + (grid.view(1, 1, -1) - cc[2]) ** 2)
             gk = torch.exp(-d2 / (2 * args.sigma ** 2))
-            if torch.all((torch.round(cc) >= 0) & (torch.round(cc) < cell)):
+            if torch.all((cc >= 0) & (cc < cell)):
                 for ch in (int(q[0]), PRESENT_INDEX):
                     T[b, ch] = torch.maximum(T[b, ch], gk)
     if n_mod > 1:
@@ -328,7 +332,7 @@ def cmd_train(a) -> None:
         if (ep + 1) % a.val_every == 0 or ep + 1 == a.epochs:
             net.eval()
             s, *_ = score(net, D, "val", n_mod)
-            msg += f" val {s['score']:.3f} (present {s['auc_present']:.3f})" if isinstance(s, dict) and "score" in s else f" val {s}"
+            msg += f" val {s['score']:.3f} (present {s['auc_present']:.3f})"
             if s["score"] > best:
                 best = s["score"]
                 torch.save(net.state_dict(), OUT / a.family / f"net_{a.tag}.pt")
@@ -345,10 +349,8 @@ def cmd_train(a) -> None:
         res[split] = s
         np.savez(OUT / a.family / f"logits_{a.tag}_{split}.npz", Z=Z, Y=Y, uids=np.asarray(uids))
         print(split, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items() if not isinstance(v, (list, dict))}, flush=True)
-        mods = np.array([D[u]["modality"] for u in uids])
-        for m in sorted(set(mods)):
-            sm = competition_score(Y[mods == m], 1 / (1 + np.exp(-Z[mods == m])))["score"]
-            print(f"  {split} {m}: {sm:.3f} ({int((mods == m).sum())} series)" if sm is not None else f"  {split} {m}: -", flush=True)
+        for m, sm in scores_by_modality(Y, Z, np.array([D[u]["modality"] for u in uids])).items():
+            print(f"  {split} {m}: {sm:.3f}", flush=True)
     print(f"train time {time.time() - t0:.0f}s")
 
 
